@@ -1,0 +1,50 @@
+"""NotionGuard: what every Notion request passes before and after it runs.
+
+Before: wait while the breaker is open, then take a request-budget token. After: tell the
+breaker how it went and pause the budget on a 429. Running uploads wait here instead of failing.
+"""
+from __future__ import annotations
+
+from typing import Awaitable, Callable, TypeVar
+
+from engine.breaker import CircuitBreaker
+from engine.budget import RequestBudget
+from engine.clock import Clock
+from engine.notion import Failure
+
+T = TypeVar("T")
+
+# A 429 without Retry-After still needs a pause (NOTION_API.md: wait, then retry).
+DEFAULT_RATE_LIMIT_PAUSE_S = 1.0
+
+
+class NotionGuard:
+    def __init__(self, clock: Clock, breaker: CircuitBreaker, budget: RequestBudget) -> None:
+        self.clock = clock
+        self.breaker = breaker
+        self.budget = budget
+
+    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
+        while not self.breaker.allow():
+            await self.clock.sleep(max(0.05, self.breaker.retry_after_s()))
+        try:
+            await self.budget.take()
+            result = await call()
+        except Failure as failure:
+            self._record(failure)
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _record(self, failure: Failure) -> None:
+        if failure.rate_limited:
+            self.budget.pause(failure.retry_after_s or DEFAULT_RATE_LIMIT_PAUSE_S)
+            self.breaker.release()
+        elif failure.is_notion_failure:
+            self.breaker.record_failure()
+        else:
+            # Notion is healthy; it rejected what we sent.
+            self.breaker.record_success()

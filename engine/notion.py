@@ -1,0 +1,236 @@
+"""NotionClient: Notion's File Upload API over libcurl (tornado.curl_httpclient), nothing else.
+
+Every request has a connect timeout, a stall timeout (libcurl's low-speed limit) and a total
+timeout. Every failure is classified into a Failure the retry policy and breaker understand.
+Part bodies are never built in Python: libcurl reads the spool file itself (DESIGN.md,
+"Proven technique").
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pycurl
+from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.httpclient import HTTPRequest, HTTPResponse
+
+# Why a real floor: with 1 B/s a stalled transfer that trickles keep-alive bytes is never
+# noticed; below 1 KiB/s for READ_TIMEOUT seconds a part send is hopeless anyway.
+STALL_FLOOR_BYTES_PER_S = 1024
+
+# libcurl error numbers we tell apart (curl/curl.h)
+_CURLE_COULDNT_RESOLVE_HOST = 6
+_CURLE_COULDNT_CONNECT = 7
+_CURLE_OPERATION_TIMEDOUT = 28
+
+_RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504, 529}
+
+
+class Failure(Exception):
+    """A Notion request that did not succeed, described by what the server may have seen.
+
+    kind: "connect" (nothing reached Notion), "timeout" (stalled or too slow; Notion may have
+    acted), "transfer" (the connection broke mid-way), or "http" (Notion answered an error).
+    """
+
+    def __init__(self, kind: str, message: str, status: int | None = None, code: str | None = None,
+                 retry_after_s: float | None = None, rate_limit_reason: str | None = None,
+                 request_id: str | None = None, operation: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.rate_limit_reason = rate_limit_reason
+        self.request_id = request_id
+        self.operation = operation
+
+    @property
+    def retryable(self) -> bool:
+        if self.kind != "http":
+            return True
+        if self.rate_limit_reason == "public_api_request_blocked":
+            return False
+        return self.status in _RETRYABLE_STATUS
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.kind == "http" and self.status in (429, 529)
+
+    @property
+    def may_have_applied(self) -> bool:
+        """Notion may have carried the request out although we saw a failure (docs: a 503 write may be saved)."""
+        return self.kind in ("timeout", "transfer") or (self.kind == "http" and self.status in (500, 502, 503, 504))
+
+    @property
+    def is_notion_failure(self) -> bool:
+        """Counts against Notion's health (breaker): network trouble and 5xx, not our 4xx."""
+        return self.kind != "http" or (self.status or 0) >= 500
+
+    @property
+    def reason(self) -> str:
+        """A short label for logs and metrics (never contains secrets)."""
+        if self.kind == "http":
+            return f"http_{self.status}"
+        return self.kind
+
+    def __str__(self) -> str:
+        return f"{self.operation or 'notion'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float
+    stall_s: float
+    total_s: float
+
+
+def block_type_for(content_type: str) -> str:
+    """The Notion block that shows a file of this type best (NOTION_API.md, attach)."""
+    major = content_type.split("/", 1)[0].lower()
+    if content_type.lower() == "application/pdf":
+        return "pdf"
+    if major in ("image", "audio", "video"):
+        return major
+    return "file"
+
+
+class NotionClient:
+    def __init__(self, http: CurlAsyncHTTPClient, api_base: str, token: str, version: str,
+                 timeouts: Timeouts) -> None:
+        self._http = http
+        self._base = api_base.rstrip("/")
+        self._token = token
+        self._version = version
+        self.timeouts = timeouts
+
+    # --- the API -------------------------------------------------------------------------
+
+    async def create_file_upload(self, *, mode: str, filename: str, content_type: str,
+                                 number_of_parts: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"mode": mode, "filename": filename, "content_type": content_type}
+        if mode == "multi_part":
+            body["number_of_parts"] = number_of_parts
+        return await self._json("create", "POST", "/v1/file_uploads", body)
+
+    async def send_part(self, file_upload_id: str, *, path: str, filename: str, content_type: str,
+                        part_number: int | None, size: int) -> dict[str, Any]:
+        def build_form(curl: pycurl.Curl) -> pycurl.CurlMime:
+            mime = pycurl.CurlMime(curl)
+            if part_number is not None:
+                mime.add_field("part_number", str(part_number))
+            mime.add_file("file", path, filename=filename, content_type=content_type)
+            return mime
+
+        return await self._json("send", "POST", f"/v1/file_uploads/{file_upload_id}/send",
+                                form=build_form, body_bytes=size)
+
+    async def complete(self, file_upload_id: str) -> dict[str, Any]:
+        return await self._json("complete", "POST", f"/v1/file_uploads/{file_upload_id}/complete", {})
+
+    async def retrieve(self, file_upload_id: str) -> dict[str, Any]:
+        return await self._json("retrieve", "GET", f"/v1/file_uploads/{file_upload_id}")
+
+    async def users_me(self) -> dict[str, Any]:
+        return await self._json("users_me", "GET", "/v1/users/me")
+
+    async def append_file_block(self, page_id: str, file_upload_id: str, block_type: str) -> dict[str, Any]:
+        child = {"type": block_type, block_type: {"type": "file_upload", "file_upload": {"id": file_upload_id}}}
+        return await self._json("attach", "PATCH", f"/v1/blocks/{page_id}/children", {"children": [child]})
+
+    async def list_children(self, page_id: str, start_cursor: str | None = None) -> dict[str, Any]:
+        query = "?page_size=100" + (f"&start_cursor={start_cursor}" if start_cursor else "")
+        return await self._json("children", "GET", f"/v1/blocks/{page_id}/children{query}")
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def _json(self, operation: str, method: str, path: str, body: Any = None,
+                    form: Callable[[pycurl.Curl], pycurl.CurlMime] | None = None,
+                    body_bytes: int = 0) -> dict[str, Any]:
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Notion-Version": self._version,
+            "Accept": "application/json",
+        }
+        payload: bytes | None = None
+        if form is None and method in ("POST", "PATCH", "PUT"):
+            headers["Content-Type"] = "application/json"
+            payload = json.dumps(body if body is not None else {}).encode()
+        elif form is not None:
+            payload = b""  # tornado insists on a body for POST; MIMEPOST replaces it below
+
+        timeouts = self.timeouts
+        keep: list[pycurl.CurlMime] = []
+
+        def prepare(curl: pycurl.Curl) -> None:
+            curl.setopt(pycurl.LOW_SPEED_LIMIT, STALL_FLOOR_BYTES_PER_S)
+            curl.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(timeouts.stall_s)))
+            if form is not None:
+                mime = form(curl)
+                keep.append(mime)  # the tree must outlive the transfer
+                curl.setopt(pycurl.MIMEPOST, mime)
+
+        request = HTTPRequest(
+            self._base + path,
+            method=method,
+            headers=headers,
+            body=payload,
+            connect_timeout=timeouts.connect_s,
+            request_timeout=timeouts.total_s,
+            prepare_curl_callback=prepare,
+            decompress_response=False,
+            follow_redirects=False,
+        )
+        try:
+            response = await self._http.fetch(request, raise_error=False)
+        finally:
+            for mime in keep:
+                mime.close()
+        return self._decode(operation, response)
+
+    def _decode(self, operation: str, response: HTTPResponse) -> dict[str, Any]:
+        if response.code == 599 or response.error is not None and response.code not in range(100, 599):
+            raise self._network_failure(operation, response)
+        text = response.body or b""
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            data = {}
+        if 200 <= response.code < 300:
+            if not isinstance(data, dict):
+                raise Failure("http", "Notion answered with a body that is not a JSON object",
+                              status=502, code="bad_gateway", operation=operation)
+            return data
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        extra = data.get("additional_data") if isinstance(data, dict) else None
+        reason = extra.get("rate_limit_reason") if isinstance(extra, dict) else None
+        code = data.get("code") if isinstance(data, dict) else None
+        message = data.get("message") if isinstance(data, dict) else None
+        return_message = f"Notion answered {response.code} {code or ''}: {message or response.reason or ''}".strip()
+        raise Failure("http", return_message, status=response.code, code=code, retry_after_s=retry_after,
+                      rate_limit_reason=reason, request_id=(data or {}).get("request_id") if isinstance(data, dict) else None,
+                      operation=operation)
+
+    @staticmethod
+    def _network_failure(operation: str, response: HTTPResponse) -> Failure:
+        errno = getattr(response.error, "errno", None)
+        connected = bool(response.time_info and response.time_info.get("connect"))
+        if errno in (_CURLE_COULDNT_CONNECT, _CURLE_COULDNT_RESOLVE_HOST):
+            return Failure("connect", "could not connect to Notion", operation=operation)
+        if errno == _CURLE_OPERATION_TIMEDOUT:
+            if not connected:
+                return Failure("connect", "connecting to Notion timed out", operation=operation)
+            return Failure("timeout", "the request to Notion stalled or took too long", operation=operation)
+        return Failure("transfer", f"the connection to Notion broke (curl error {errno})", operation=operation)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

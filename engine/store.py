@@ -1,0 +1,106 @@
+"""CheckpointStore: upload records and durable parts in Redis (redis.asyncio).
+
+Keys (all expire CHECKPOINT_EXPIRATION_HOURS after the last write):
+  relay:upload:{id}        JSON upload record
+  relay:upload:{id}:parts  set of part numbers Notion accepted (the per-part checkpoints)
+Short socket timeouts: a frozen Redis must fail fast, never hang a request (DESIGN.md quirks).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from engine.clock import Clock
+
+
+class StoreUnavailable(Exception):
+    """Redis could not be reached or answered an error."""
+
+
+def _record_key(upload_id: str) -> str:
+    return f"relay:upload:{upload_id}"
+
+
+def _parts_key(upload_id: str) -> str:
+    return f"relay:upload:{upload_id}:parts"
+
+
+class CheckpointStore:
+    def __init__(self, url: str, clock: Clock, ttl_s: float, socket_timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.clock = clock
+        self.ttl_s = max(1, int(ttl_s))
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
+            health_check_interval=15,
+        )
+        self.healthy = True
+        self.last_error: str | None = None
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _run(self, coro_factory):
+        try:
+            result = await coro_factory()
+        except (RedisError, OSError) as exc:
+            self.healthy = False
+            self.last_error = type(exc).__name__
+            raise StoreUnavailable(f"checkpoint store unavailable ({type(exc).__name__})") from None
+        self.healthy = True
+        self.last_error = None
+        return result
+
+    async def ping(self) -> bool:
+        try:
+            await self._run(self._redis.ping)
+            return True
+        except StoreUnavailable:
+            return False
+
+    async def save_record(self, record: dict[str, Any]) -> None:
+        key = _record_key(record["id"])
+        data = json.dumps(record, separators=(",", ":"))
+
+        async def op():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(key, data, ex=self.ttl_s)
+                pipe.expire(_parts_key(record["id"]), self.ttl_s)
+                return await pipe.execute()
+
+        await self._run(op)
+
+    async def load(self, upload_id: str) -> tuple[dict[str, Any], set[int]] | None:
+        """The record and its durable parts, or None when unknown (or expired)."""
+
+        async def op():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(_record_key(upload_id))
+                pipe.smembers(_parts_key(upload_id))
+                return await pipe.execute()
+
+        raw, parts = await self._run(op)
+        if raw is None:
+            return None
+        return json.loads(raw), {int(p) for p in parts}
+
+    async def mark_part_done(self, upload_id: str, part_number: int) -> None:
+        async def op():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(_parts_key(upload_id), part_number)
+                pipe.expire(_parts_key(upload_id), self.ttl_s)
+                pipe.expire(_record_key(upload_id), self.ttl_s)
+                return await pipe.execute()
+
+        await self._run(op)
+
+    async def delete(self, upload_id: str) -> None:
+        await self._run(lambda: self._redis.delete(_record_key(upload_id), _parts_key(upload_id)))

@@ -1,0 +1,686 @@
+"""UploadService: the life of an upload, from creation to "stored in Notion".
+
+It joins the pieces: the part plan, the spool (PartAssembler), the scheduler, the Notion client
+behind its guard (breaker + budget), the retry policy, and the checkpoint store. Handlers talk
+to this service and to UploadSession/Writer only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import os
+import re
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from engine.clock import Clock, parse_iso8601
+from engine.errors import (ChecksumMismatch, InvalidUpload, NotionRejected, OffsetMismatch,
+                           ServiceUnavailable, UploadBusy, UploadError, UploadFailed, UploadGone,
+                           UploadNotFound, UploadTooLarge)
+from engine.guard import NotionGuard
+from engine.notion import Failure, NotionClient, block_type_for
+from engine.partplan import PartPlan, PlanError, plan_parts
+from engine.retry import RetryPolicy
+from engine.scheduler import PartScheduler
+from engine.session import (COMPLETED, CREATED, EXPIRED, FAILED, FINALIZING, RECEIVING,
+                            TERMINATED, UploadRecord)
+from engine.spool import PartAssembler
+from engine.store import CheckpointStore, StoreUnavailable
+
+log = logging.getLogger("relay.uploads")
+
+NOTION_EXPIRY_S = 3600.0
+MAX_FILENAME_BYTES = 900
+# How long a request that creates an upload may spend retrying Notion: the PaaS router cuts
+# requests at about 30 s, and an answer with Retry-After beats a cut connection.
+CREATE_DEADLINE_S = 20.0
+WORKSPACE_LIMIT_TTL_S = 600.0
+DEFAULT_WORKSPACE_LIMIT = 5 * 2**30
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def new_upload_id() -> str:
+    """128 random bits, hex: unguessable and URL-safe."""
+    return secrets.token_hex(16)
+
+
+def clean_filename(name: str, content_type: str | None) -> str:
+    name = _UNSAFE_NAME.sub("_", name).strip().strip(".") or "upload"
+    if "." not in name.rsplit("/", 1)[-1]:
+        ext = mimetypes.guess_extension(content_type or "") or ".bin"
+        name += ext
+    encoded = name.encode("utf-8")
+    if len(encoded) > MAX_FILENAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        keep = MAX_FILENAME_BYTES - len(ext.encode()) - 1
+        stem = stem.encode("utf-8")[:keep].decode("utf-8", "ignore")
+        name = f"{stem}.{ext}"
+    return name
+
+
+def guess_content_type(filename: str) -> str:
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+class UploadSession:
+    """An upload this process is working on: its record plus live, in-memory progress."""
+
+    def __init__(self, record: UploadRecord, plan: PartPlan, durable: set[int], assembler: PartAssembler) -> None:
+        self.record = record
+        self.plan = plan
+        self.durable = durable
+        self.assembler = assembler
+        self.ready: deque[int] = deque()  # complete part files waiting for room in the scheduler
+        self.in_flight: set[int] = set()  # handed to the scheduler, not yet durable
+        self.failed_parts: set[int] = set()  # sends that ran out of attempts; re-sent on resume
+        self.writer: Writer | None = None
+        self.finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        self.finalizing: asyncio.Task[None] | None = None
+        self.retries = 0
+        self._saving = False
+        self._dirty = False
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def durable_offset(self) -> int:
+        return self.plan.durable_offset(self.durable)
+
+    @property
+    def committed_offset(self) -> int:
+        """Bytes we hold and vouch for (a checksummed request counts only once verified)."""
+        w = self.writer
+        if w is not None and w.hold and not w.closed:
+            return w.start
+        return self.assembler.received
+
+    @property
+    def client_offset(self) -> int:
+        """The tus Upload-Offset. Until Notion holds the file, the last byte is never reported
+        as received: a client that lost the final response re-sends it and waits for the truth
+        (DESIGN.md invariant 1) instead of assuming "done"."""
+        if self.record.state == COMPLETED:
+            return self.plan.size
+        return min(self.committed_offset, self.plan.size - 1)
+
+    @property
+    def confirmed_bytes(self) -> int:
+        return sum(self.plan.part_length(n) for n in self.durable)
+
+    def handed_out_limit(self) -> int:
+        """The lowest offset we may rewind to: parts past it are being read by libcurl."""
+        busy = self.in_flight | self.failed_parts | set(self.ready)
+        return self.plan.part_end(max(busy)) if busy else 0
+
+
+class Writer:
+    """One request's bytes going into an upload (a tus PATCH, a POST with body, a PUT)."""
+
+    def __init__(self, service: "UploadService", session: UploadSession, start: int, hold: bool,
+                 echo: int = 0) -> None:
+        self.service = service
+        self.session = session
+        self.start = start
+        self.hold = hold  # a checksummed request: its parts wait until the checksum is verified
+        self.held: list[int] = []
+        self.echo = echo  # bytes the client re-sends that we already have (the final byte)
+        self.superseded = False
+        self.closed = False
+        self.error: UploadError | None = None
+        self.accepted = 0
+
+    def write(self, chunk: bytes) -> Awaitable[None] | None:
+        """Take a chunk; returns an awaitable only when the caller must pause (back-pressure)."""
+        if self.superseded or self.error is not None:
+            return None
+        s = self.session
+        if s.record.state in (TERMINATED, EXPIRED):
+            self.error = UploadGone("the upload was terminated or has expired")
+            return None
+        if s.record.state == FAILED:
+            self.error = self.service.failure_of(s)
+            return None
+        if self.echo:
+            take = min(self.echo, len(chunk))
+            self.echo -= take
+            self.accepted += take
+            if len(chunk) > take:
+                self.error = UploadTooLarge("more bytes than the upload's declared length")
+            return None
+        if s.assembler.received + len(chunk) > s.plan.size:
+            self.error = UploadTooLarge(
+                f"more bytes than the upload's declared length ({s.plan.size})", offset=s.assembler.received)
+            return None
+        completed = s.assembler.write(chunk)
+        self.accepted += len(chunk)
+        if not completed:
+            return None
+        if self.hold:
+            self.held.extend(completed)
+            return None
+        s.ready.extend(completed)
+        return self.service.drain(s)
+
+    def supersede(self) -> None:
+        """A newer request for the same upload took over; stop writing and undo unverified bytes."""
+        if self.closed:
+            return
+        self.superseded = True
+        self._rollback_held()
+        self.closed = True
+
+    def _rollback_held(self) -> None:
+        if self.hold and not self.closed:
+            s = self.session
+            for n in self.held:
+                s.assembler.discard(n)
+            self.held.clear()
+            if s.assembler.received > self.start:
+                s.assembler.rewind(self.start)
+
+    def abort(self) -> None:
+        """The client went away mid-body. Verified bytes stay; complete parts still go to Notion."""
+        if self.closed:
+            return
+        self._rollback_held()
+        self.closed = True
+        self._detach()
+        self.service.spawn(self.service.drain(self.session))
+
+    def _detach(self) -> None:
+        if self.session.writer is self:
+            self.session.writer = None
+
+    async def finish(self, checksum_ok: bool = True) -> None:
+        """The body ended. Raises an UploadError when the request cannot be acknowledged.
+
+        Returns once the bytes are ours; for the request that completes the upload, only once
+        Notion holds the file (and the block is on the page when one is configured).
+        """
+        s = self.session
+        if self.superseded:
+            raise UploadBusy("a newer request took over this upload", retry_after_s=1)
+        if self.hold and not checksum_ok:
+            self._rollback_held()
+            self.closed = True
+            self._detach()
+            raise ChecksumMismatch("the checksum of the request body does not match Upload-Checksum")
+        if self.hold:
+            s.ready.extend(self.held)
+            self.held.clear()
+        self.closed = True
+        self._detach()
+        if self.error is None:
+            await self.service.drain(s)
+        if self.error is not None:
+            raise self.error
+        if s.record.state == FAILED:
+            raise self.service.failure_of(s)
+        if s.assembler.received == s.plan.size and self.echo == 0:
+            self.service.maybe_finalize(s)
+            await asyncio.shield(s.finished)
+
+
+@dataclass
+class ServiceParts:
+    """What UploadService needs, built by server.py."""
+    clock: Clock
+    notion: NotionClient
+    guard: NotionGuard
+    store: CheckpointStore
+    scheduler: PartScheduler
+    retry: RetryPolicy
+    spool_dir: Path
+    part_size_bytes: int
+    parent_page_id: str | None
+    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+
+
+class UploadService:
+    def __init__(self, parts: ServiceParts) -> None:
+        self.p = parts
+        self.clock = parts.clock
+        self.live: dict[str, UploadSession] = {}
+        self._workspace_limit: tuple[float, int] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Set by server.py: raises ServiceUnavailable when new uploads must wait (breaker, memory).
+        self.admission: Callable[[], None] | None = None
+
+    # --- events for logs and metrics ------------------------------------------------------
+
+    def emit(self, event: str, **fields: Any) -> None:
+        for listener in self.p.listeners:
+            listener(event, fields)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- creation ---------------------------------------------------------------------------
+
+    async def workspace_limit(self) -> int:
+        now = self.clock.monotonic()
+        if self._workspace_limit and now - self._workspace_limit[0] < WORKSPACE_LIMIT_TTL_S:
+            return self._workspace_limit[1]
+        try:
+            me = await self.p.guard.run(self.p.notion.users_me)
+            limit = int(me["bot"]["workspace_limits"]["max_file_upload_size_in_bytes"])
+        except (Failure, KeyError, TypeError, ValueError):
+            # Unknown for now: Notion's own checks at create/send still apply.
+            return self._workspace_limit[1] if self._workspace_limit else DEFAULT_WORKSPACE_LIMIT
+        self._workspace_limit = (now, limit)
+        return limit
+
+    async def create(self, *, filename: str | None, size: int, content_type: str | None,
+                     metadata: str | None = None, owner: str | None = None) -> UploadSession:
+        if self.admission is not None:
+            self.admission()
+        if size <= 0:
+            raise InvalidUpload("the upload length must be at least 1 byte (Notion stores no empty files)")
+        limit = await self.workspace_limit()
+        if size > limit:
+            raise UploadTooLarge(f"the file is {size} bytes; this Notion workspace accepts at most {limit} bytes",
+                                 limit=limit)
+        try:
+            plan = plan_parts(size, self.p.part_size_bytes)
+        except PlanError as exc:
+            raise UploadTooLarge(str(exc)) from None
+        name = clean_filename(filename or "upload", content_type)
+        ctype = (content_type or "").strip() or guess_content_type(name)
+        notion_upload = await self._create_in_notion(plan, name, ctype)
+        now = self.clock.wall()
+        expiry = notion_upload.get("expiry_time")
+        record = UploadRecord(
+            id=new_upload_id(), filename=name, content_type=ctype, size=size,
+            part_size=plan.part_size, number_of_parts=plan.number_of_parts, mode=plan.mode,
+            created_at=now, updated_at=now, state=CREATED,
+            notion_file_upload_id=notion_upload["id"], notion_status=notion_upload.get("status", "pending"),
+            expires_at=parse_iso8601(expiry) if expiry else now + NOTION_EXPIRY_S,
+            page_id=self.p.parent_page_id, metadata=metadata, owner=owner,
+        )
+        try:
+            await self.p.store.save_record(record.to_dict())
+        except StoreUnavailable:
+            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+        session = self._open_session(record, set())
+        self.emit("UPLOAD_START", upload_id=record.id, size=size, parts=plan.number_of_parts,
+                  mode=plan.mode, filename=name)
+        return session
+
+    async def _create_in_notion(self, plan: PartPlan, filename: str, content_type: str) -> dict[str, Any]:
+        deadline = self.clock.monotonic() + CREATE_DEADLINE_S
+        failures = 0
+        while True:
+            try:
+                return await self.p.guard.run(lambda: self.p.notion.create_file_upload(
+                    mode=plan.mode, filename=filename, content_type=content_type,
+                    number_of_parts=plan.number_of_parts if plan.is_multipart else None))
+            except Failure as f:
+                failures += 1
+                self.emit("NOTION_RETRY", operation="create", reason=f.reason, attempt=failures)
+                if not f.retryable:
+                    raise NotionRejected(f"Notion refused the upload: {f.message}", status=f.status) from None
+                wait = self.p.retry.delay_s(failures, f.retry_after_s)
+                if not self.p.retry.may_retry(failures) or self.clock.monotonic() + wait > deadline:
+                    raise ServiceUnavailable("Notion is not answering; try again shortly",
+                                             retry_after_s=max(1, round(wait))) from None
+                await self.clock.sleep(wait)
+
+    def _open_session(self, record: UploadRecord, durable: set[int]) -> UploadSession:
+        plan = PartPlan(size=record.size, part_size=record.part_size, number_of_parts=record.number_of_parts)
+        assembler = PartAssembler(self.p.spool_dir / record.id, plan, received=plan.durable_offset(durable))
+        session = UploadSession(record, plan, durable, assembler)
+        self.live[record.id] = session
+        return session
+
+    # --- lookup -----------------------------------------------------------------------------
+
+    async def get(self, upload_id: str) -> UploadSession:
+        session = self.live.get(upload_id)
+        if session is not None:
+            return session
+        if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
+            raise UploadNotFound("no such upload")
+        try:
+            loaded = await self.p.store.load(upload_id)
+        except StoreUnavailable:
+            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+        if loaded is None:
+            raise UploadNotFound("no such upload (it may have expired)")
+        session = self.live.get(upload_id)  # another request may have loaded it meanwhile
+        if session is not None:
+            return session
+        data, durable = loaded
+        record = UploadRecord.from_dict(data)
+        session = self._open_session(record, durable)
+        # Files of parts Notion already holds are useless now; the rest is re-sent by the client.
+        for n in durable:
+            session.assembler.discard(n)
+        if record.state == COMPLETED:
+            session.finished.set_result(None)
+        return session
+
+    def check_expiry(self, s: UploadSession) -> None:
+        if s.record.state in (COMPLETED, TERMINATED):
+            return
+        if s.record.expires_at is not None and self.clock.wall() >= s.record.expires_at:
+            if s.record.state != EXPIRED:
+                s.record.state = EXPIRED
+                s.record.can_resume = False
+                s.record.error = "Notion's upload window (1 hour from creation) has passed"
+                self._fail_waiters(s, UploadGone(s.record.error))
+                self.save(s)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def begin_write(self, s: UploadSession, offset: int, hold: bool = False) -> Writer:
+        self.check_expiry(s)
+        state = s.record.state
+        if state in (TERMINATED, EXPIRED):
+            raise UploadGone(s.record.error or "the upload was terminated")
+        if state == FAILED and not s.record.can_resume:
+            raise self.failure_of(s)
+        if s.writer is not None:
+            s.writer.supersede()
+            s.writer = None
+        if state == COMPLETED:
+            if offset == s.plan.size:
+                return Writer(self, s, offset, hold=False)
+            raise OffsetMismatch("the upload is already complete", offset=s.plan.size)
+        if state == FAILED:
+            self._resume(s)
+        received = s.assembler.received
+        if received == s.plan.size:
+            if offset == s.plan.size - 1:
+                writer = Writer(self, s, offset, hold, echo=1)
+            elif offset == s.plan.size:
+                writer = Writer(self, s, offset, hold=False)
+            else:
+                raise OffsetMismatch("Upload-Offset does not match", offset=s.client_offset)
+        elif offset == received:
+            writer = Writer(self, s, offset, hold)
+        elif offset < received and offset >= s.handed_out_limit():
+            # A late write of a dropped request moved us past what the client saw in HEAD;
+            # bytes not handed to Notion yet can simply be taken again.
+            s.assembler.rewind(offset)
+            writer = Writer(self, s, offset, hold)
+        else:
+            raise OffsetMismatch("Upload-Offset does not match", offset=s.client_offset)
+        if state == CREATED:
+            s.record.state = RECEIVING
+            self.save(s)
+        s.writer = writer
+        return writer
+
+    async def drain(self, s: UploadSession) -> None:
+        """Hand complete parts to the scheduler, waiting for room (this is the back-pressure)."""
+        scheduler = self.p.scheduler
+        while s.ready and s.record.state not in (FAILED, TERMINATED, EXPIRED):
+            if not scheduler.has_room(s.id):
+                await scheduler.wait_for_room(s.id)
+                continue
+            self._dispatch(s, s.ready.popleft())
+
+    def _dispatch(self, s: UploadSession, number: int) -> None:
+        if number in s.durable:
+            s.assembler.discard(number)  # re-sent by the client after a restart; Notion has it
+            self.maybe_finalize(s)
+            return
+        s.in_flight.add(number)
+        self.p.scheduler.submit(s.id, self._part_job(s, number))
+
+    def _part_job(self, s: UploadSession, number: int):
+        failures = 0
+
+        async def attempt() -> float | None:
+            nonlocal failures
+            if s.record.state in (TERMINATED, EXPIRED) or number not in s.in_flight:
+                s.in_flight.discard(number)
+                return None
+            started = self.clock.monotonic()
+            try:
+                await self.p.guard.run(lambda: self.p.notion.send_part(
+                    s.record.notion_file_upload_id, path=str(s.assembler.part_path(number)),
+                    filename=s.record.filename, content_type=s.record.content_type,
+                    part_number=number if s.plan.is_multipart else None,
+                    size=s.plan.part_length(number)))
+            except Failure as f:
+                failures += 1
+                s.retries += 1
+                self.emit("TIMEOUT_EVENT" if f.kind in ("timeout", "connect") else "PART_FAILURE",
+                          upload_id=s.id, part=number, reason=f.reason, attempt=failures,
+                          duration_s=round(self.clock.monotonic() - started, 3))
+                if f.retryable and self.p.retry.may_retry(failures):
+                    return self.p.retry.delay_s(failures, f.retry_after_s)
+                self._part_gave_up(s, number, f)
+                return None
+            await self._checkpoint(s, number)
+            s.in_flight.discard(number)
+            s.durable.add(number)
+            s.assembler.discard(number)
+            self.emit("PART_SUCCESS", upload_id=s.id, part=number, size=s.plan.part_length(number),
+                      duration_s=round(self.clock.monotonic() - started, 3), attempts=failures + 1)
+            self.maybe_finalize(s)
+            return None
+
+        return attempt
+
+    async def _checkpoint(self, s: UploadSession, number: int) -> None:
+        """A part is durable only once its checkpoint is stored (invariant 2): retry until it is."""
+        delay = 0.1
+        while True:
+            try:
+                await self.p.store.mark_part_done(s.id, number)
+                self.emit("CHECKPOINT_SAVED", upload_id=s.id, part=number)
+                return
+            except StoreUnavailable:
+                self.emit("CHECKPOINT_RETRY", upload_id=s.id, part=number)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _part_gave_up(self, s: UploadSession, number: int, f: Failure) -> None:
+        s.in_flight.discard(number)
+        s.failed_parts.add(number)
+        expired = f.kind == "http" and f.status in (400, 404) and self._notion_window_passed(s)
+        if expired:
+            s.record.state = EXPIRED
+            s.record.can_resume = False
+            s.record.error = "Notion's upload window (1 hour from creation) has passed"
+            error: UploadError = UploadGone(s.record.error)
+        else:
+            s.record.state = FAILED
+            s.record.can_resume = f.retryable
+            s.record.error = f"part {number} could not be sent to Notion: {f.message}"
+            error = self.failure_of(s)
+        self.emit("UPLOAD_FAILED", upload_id=s.id, part=number, reason=f.reason, can_resume=s.record.can_resume)
+        self._fail_waiters(s, error)
+        self.save(s)
+
+    def _notion_window_passed(self, s: UploadSession) -> bool:
+        return s.record.expires_at is not None and self.clock.wall() >= s.record.expires_at
+
+    def failure_of(self, s: UploadSession) -> UploadError:
+        return UploadFailed(s.record.error or "the upload failed", can_resume=s.record.can_resume,
+                            retry_after_s=30 if s.record.can_resume else None)
+
+    def _fail_waiters(self, s: UploadSession, error: UploadError) -> None:
+        if not s.finished.done():
+            s.finished.set_exception(error)
+            s.finished.exception()  # mark retrieved: nobody may be waiting right now
+
+    def _resume(self, s: UploadSession) -> None:
+        s.record.state = RECEIVING
+        s.record.error = None
+        if s.finished.done():
+            s.finished = asyncio.get_event_loop().create_future()
+        failed = sorted(s.failed_parts)
+        s.failed_parts.clear()
+        s.ready.extendleft(reversed(failed))
+        self.emit("UPLOAD_RESUMED", upload_id=s.id, parts=failed)
+        self.save(s)
+        self.spawn(self.drain(s))
+
+    # --- finishing --------------------------------------------------------------------------
+
+    def maybe_finalize(self, s: UploadSession) -> None:
+        if (s.finalizing is None and s.record.state in (RECEIVING, CREATED, FINALIZING)
+                and s.assembler.received == s.plan.size and not s.in_flight and not s.ready
+                and not s.failed_parts and len(s.durable) == s.plan.number_of_parts):
+            s.finalizing = asyncio.ensure_future(self._finalize(s))
+
+    async def _finalize(self, s: UploadSession) -> None:
+        s.record.state = FINALIZING
+        self.save(s)
+        try:
+            if s.plan.is_multipart:
+                await self._complete(s)
+            s.record.notion_status = "uploaded"
+            if s.record.page_id:
+                await self._attach(s)
+        except UploadError as error:
+            s.record.state = FAILED
+            s.record.error = error.message
+            s.record.can_resume = bool(error.details.get("can_resume", False))
+            s.finalizing = None
+            self.emit("UPLOAD_FAILED", upload_id=s.id, reason="finalize", can_resume=s.record.can_resume)
+            self._fail_waiters(s, self.failure_of(s))
+            self.save(s)
+            return
+        s.record.state = COMPLETED
+        s.record.expires_at = None if s.record.page_id else s.record.expires_at
+        s.finalizing = None
+        self.save(s)
+        self.emit("UPLOAD_COMPLETE", upload_id=s.id, size=s.plan.size, block_id=s.record.block_id)
+        if not s.finished.done():
+            s.finished.set_result(None)
+
+    async def _with_retries(self, operation: str, s: UploadSession,
+                            call: Callable[[], Awaitable[dict[str, Any]]],
+                            recover: Callable[[Failure], Awaitable[dict[str, Any] | None]]) -> dict[str, Any]:
+        """Run a non-idempotent finishing call: after an ambiguous failure, `recover` looks at
+        Notion's state and returns a result when the call turns out to have happened."""
+        failures = 0
+        while True:
+            try:
+                return await self.p.guard.run(call)
+            except Failure as f:
+                failures += 1
+                self.emit("NOTION_RETRY", operation=operation, upload_id=s.id, reason=f.reason, attempt=failures)
+                try:
+                    found = await recover(f)
+                except Failure:
+                    found = None
+                if found is not None:
+                    return found
+                if not (f.retryable and self.p.retry.may_retry(failures)):
+                    raise UploadFailed(f"Notion could not {operation} the upload: {f.message}",
+                                       can_resume=f.retryable) from None
+                await self.clock.sleep(self.p.retry.delay_s(failures, f.retry_after_s))
+
+    async def _complete(self, s: UploadSession) -> None:
+        fid = s.record.notion_file_upload_id
+
+        async def recover(f: Failure) -> dict[str, Any] | None:
+            if not (f.may_have_applied or f.status == 400):
+                return None
+            current = await self.p.guard.run(lambda: self.p.notion.retrieve(fid))
+            return current if current.get("status") == "uploaded" else None
+
+        result = await self._with_retries("complete", s, lambda: self.p.notion.complete(fid), recover)
+        if result.get("status") != "uploaded":
+            raise UploadFailed(f"Notion did not mark the upload as uploaded (status {result.get('status')!r})",
+                               can_resume=True)
+
+    async def _attach(self, s: UploadSession) -> None:
+        fid = s.record.notion_file_upload_id
+        page = s.record.page_id
+        block_type = block_type_for(s.record.content_type)
+
+        async def recover(f: Failure) -> dict[str, Any] | None:
+            if not f.may_have_applied:
+                return None
+            return await self._find_block(page, fid)
+
+        result = await self._with_retries(
+            "attach", s, lambda: self.p.notion.append_file_block(page, fid, block_type), recover)
+        results = result.get("results") or []
+        block = next((b for b in results if _references(b, fid)), results[-1] if results else None)
+        s.record.block_id = block.get("id") if isinstance(block, dict) else None
+
+    async def _find_block(self, page: str, fid: str) -> dict[str, Any] | None:
+        """Did an attach that failed ambiguously land? Look for our block on the page."""
+        cursor = None
+        for _ in range(50):  # at most 5000 blocks; a page with more is not worth scanning
+            listing = await self.p.guard.run(lambda: self.p.notion.list_children(page, cursor))
+            for block in listing.get("results") or []:
+                if _references(block, fid):
+                    return {"results": [block]}
+            if not listing.get("has_more"):
+                return None
+            cursor = listing.get("next_cursor")
+        return None
+
+    # --- termination and persistence --------------------------------------------------------
+
+    async def terminate(self, s: UploadSession) -> None:
+        if s.writer is not None:
+            s.writer.supersede()
+            s.writer = None
+        s.record.state = TERMINATED
+        s.record.can_resume = False
+        s.record.error = "the upload was terminated by the client"
+        s.ready.clear()
+        s.in_flight.clear()
+        self._fail_waiters(s, UploadGone(s.record.error))
+        s.assembler.remove_all()
+        self.live.pop(s.id, None)
+        try:
+            await self.p.store.delete(s.id)
+        except StoreUnavailable:
+            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+        self.emit("UPLOAD_TERMINATED", upload_id=s.id)
+
+    def save(self, s: UploadSession) -> None:
+        """Persist the record off the request path; writes of one upload never overlap."""
+        s.record.updated_at = self.clock.wall()
+        if s._saving:
+            s._dirty = True
+            return
+        s._saving = True
+        self.spawn(self._save_loop(s))
+
+    async def _save_loop(self, s: UploadSession) -> None:
+        delay = 0.1
+        try:
+            while True:
+                s._dirty = False
+                try:
+                    if s.record.state == TERMINATED:
+                        return
+                    await self.p.store.save_record(s.record.to_dict())
+                except StoreUnavailable:
+                    s._dirty = True
+                    await self.clock.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if not s._dirty:
+                    return
+        finally:
+            s._saving = False
+
+
+def _references(block: Any, file_upload_id: str) -> bool:
+    if not isinstance(block, dict):
+        return False
+    body = block.get(block.get("type", ""), {})
+    if not isinstance(body, dict):
+        return False
+    ref = body.get("file_upload") or {}
+    return isinstance(ref, dict) and ref.get("id") == file_upload_id

@@ -1,0 +1,141 @@
+"""The seeds' JSON API: create-session, a streamed PUT of the whole file, and status."""
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from engine.clock import iso8601
+from engine.session import COMPLETED
+from engine.uploads import UploadService, UploadSession
+from handlers.base import BaseHandler
+from handlers.errors import RequestError
+from handlers.streaming import StreamingBodyMixin, parse_offset
+from handlers.system import SystemView
+
+# The seeds' status names, from our states.
+PUBLIC_STATUS = {
+    "created": "created", "receiving": "uploading", "finalizing": "finalizing", "completed": "completed",
+    "failed": "failed", "expired": "expired", "terminated": "terminated",
+}
+
+
+def upload_view(session: UploadSession, system: SystemView) -> dict[str, Any]:
+    r = session.record
+    size = session.plan.size
+    received = min(session.committed_offset, size)
+    durable = session.durable_offset
+    view: dict[str, Any] = {
+        "upload_id": r.id,
+        "status": PUBLIC_STATUS.get(r.state, r.state),
+        "filename": r.filename,
+        "content_type": r.content_type,
+        "file_size": size,
+        "bytes_uploaded": received,
+        "bytes_confirmed": session.confirmed_bytes if r.state != COMPLETED else size,
+        "offset": session.client_offset,
+        "durable_offset": durable if r.state != COMPLETED else size,
+        "progress_percent": round(100.0 * received / size, 1),
+        "confirmed_percent": round(100.0 * (session.confirmed_bytes if r.state != COMPLETED else size) / size, 1),
+        "is_multipart": session.plan.is_multipart,
+        "part_size": session.plan.part_size,
+        "total_parts": session.plan.number_of_parts,
+        "parts_confirmed": len(session.durable),
+        "created_at": r.created_at,
+        "expires_at": iso8601(r.expires_at) if r.expires_at and r.state != COMPLETED else None,
+        "upload_url": f"/files/{r.id}",
+        "notion": {
+            "file_upload_id": r.notion_file_upload_id,
+            "status": r.notion_status,
+            "block_id": r.block_id,
+            "page_id": r.page_id,
+        },
+        "system_resources": system.resources_brief(),
+        "circuit_breaker": system.breaker_brief(),
+    }
+    if r.error:
+        view["error"] = r.error
+        view["can_resume"] = r.can_resume
+        view["checkpoint_key"] = f"relay:upload:{r.id}"
+    return view
+
+
+class CreateSessionHandler(BaseHandler):
+    def initialize(self, service: UploadService, system: SystemView) -> None:
+        self.service = service
+        self.system = system
+
+    async def post(self) -> None:
+        try:
+            data = self.json_body()
+            filename = data.get("filename")
+            size = data.get("fileSize", data.get("file_size"))
+            content_type = data.get("contentType", data.get("content_type"))
+            if not isinstance(filename, str) or not filename.strip():
+                raise RequestError(400, "filename (a non-empty string) is required")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise RequestError(400, "fileSize (a non-negative integer, in bytes) is required")
+            if content_type is not None and not isinstance(content_type, str):
+                raise RequestError(400, "contentType must be a string")
+            session = await self.service.create(filename=filename, size=size, content_type=content_type)
+        except Exception as exc:
+            self.send_failure(exc)
+            return
+        view = upload_view(session, self.system)
+        view["put_url"] = f"/api/upload/{session.id}"
+        self.set_header("Location", f"/api/upload/status/{session.id}")
+        self.write_json(201, view)
+
+
+@tornado.web.stream_request_body
+class StreamUploadHandler(StreamingBodyMixin):
+    """PUT /api/upload/{id}: the whole file as one body (Content-Length or chunked).
+
+    `Upload-Offset` may be sent to continue after a dropped PUT (from status's `offset`)."""
+
+    session: UploadSession | None = None
+
+    def initialize(self, service: UploadService, system: SystemView) -> None:
+        self.service = service
+        self.system = system
+
+    async def prepare(self) -> None:
+        if self.request.method != "PUT":
+            return
+        try:
+            self.session = await self.service.get(self.path_args[0])
+            header = self.request.headers.get("Upload-Offset")
+            offset = parse_offset(header, "Upload-Offset") if header is not None else 0
+            self.start_body(self.session, offset, self.request.headers.get("Upload-Checksum"))
+        except Exception as exc:
+            self.send_failure(exc)
+
+    async def put(self, upload_id: str) -> None:
+        session = self.session
+        assert session is not None
+        try:
+            await self.finish_body()
+            if session.record.state != COMPLETED:
+                got = session.committed_offset
+                raise RequestError(400, f"the body ended after byte {got} of {session.plan.size}; "
+                                        f"continue with Upload-Offset: {session.client_offset}",
+                                   offset=session.client_offset, can_resume=True)
+        except Exception as exc:
+            self.send_failure(exc)
+            return
+        self.write_json(200, upload_view(session, self.system))
+
+
+class StatusHandler(BaseHandler):
+    def initialize(self, service: UploadService, system: SystemView) -> None:
+        self.service = service
+        self.system = system
+
+    async def get(self, upload_id: str) -> None:
+        try:
+            session = await self.service.get(upload_id)
+            self.service.check_expiry(session)
+        except Exception as exc:
+            self.send_failure(exc)
+            return
+        self.write_json(200, upload_view(session, self.system))

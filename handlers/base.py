@@ -1,0 +1,94 @@
+"""Shared handler behaviour: JSON bodies, error rendering, CORS for browser clients."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tornado.web
+
+from handlers.errors import STATUS_REASONS, RequestError, describe
+
+TUS_VERSION = "1.0.0"
+EXPOSED_HEADERS = ", ".join([
+    "Upload-Offset", "Location", "Upload-Length", "Upload-Expires", "Upload-Metadata",
+    "Tus-Version", "Tus-Resumable", "Tus-Max-Size", "Tus-Extension", "Tus-Checksum-Algorithm",
+    "Upload-Status", "Notion-File-Upload-Id", "Retry-After",
+])
+ALLOWED_HEADERS = ", ".join([
+    "Authorization", "Content-Type", "Upload-Offset", "Upload-Length", "Upload-Metadata",
+    "Upload-Checksum", "Upload-Defer-Length", "Upload-Concat", "Tus-Resumable",
+    "X-HTTP-Method-Override", "X-Requested-With",
+])
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    def set_default_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+            self.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+
+    def options(self, *args: Any) -> None:
+        self.set_header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", ALLOWED_HEADERS)
+        self.set_header("Access-Control-Max-Age", "86400")
+        self.set_status(204)
+        self.finish()
+
+    def write_json(self, status: int, body: Any) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise RequestError(400, "the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise RequestError(400, "the request body must be a JSON object")
+        return data
+
+    def send_failure(self, exc: BaseException) -> None:
+        if self._finished:
+            return
+        response = describe(exc)
+        self.clear()
+        self.set_default_headers()
+        self.set_status(response.status, STATUS_REASONS.get(response.status))
+        for name, value in response.headers.items():
+            self.set_header(name, value)
+        self.extra_failure_headers()
+        if self.request.method == "HEAD":
+            self.finish()
+            return
+        self.write_json(response.status, response.body)
+
+    def extra_failure_headers(self) -> None:
+        """Headers a protocol adds to every error (tus: Tus-Resumable)."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Tornado's own errors (bad method, body too large, uncaught exceptions): JSON, no trace.
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if exc is not None and not isinstance(exc, tornado.web.HTTPError):
+            self.send_failure(exc)
+            return
+        reason = self._reason or "error"
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.extra_failure_headers()
+        self.finish(json.dumps({"error": reason, "code": f"http_{status_code}"}))
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        if isinstance(value, tornado.web.HTTPError):
+            return super().log_exception(typ, value, tb)
+        # Engine errors are expected outcomes, not crashes; the rest is logged once in describe().
+        from engine.errors import UploadError
+        if not isinstance(value, UploadError):
+            super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        self.write_json(404, {"error": "no such endpoint", "code": "not_found"})

@@ -1,0 +1,89 @@
+"""Feeding a streamed request body into an upload: shared by tus PATCH/POST and the PUT API.
+
+data_received hands each chunk to the engine's Writer; when the writer returns an awaitable,
+Tornado stops reading this socket until it resolves (the back-pressure of invariant 4).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Any, Awaitable
+
+from engine.uploads import UploadService, UploadSession, Writer
+from handlers.base import BaseHandler
+from handlers.errors import RequestError
+
+CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
+
+
+def parse_checksum(header: str | None) -> tuple[Any, bytes] | None:
+    """`Upload-Checksum: <algorithm> <base64 digest>` → (hasher, digest)."""
+    if header is None:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    factory = CHECKSUM_ALGORITHMS.get(algorithm.lower())
+    if factory is None:
+        raise RequestError(400, f"unsupported checksum algorithm {algorithm!r}; use sha1, md5 or sha256")
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, "Upload-Checksum is not valid base64") from None
+    hasher = factory()
+    if len(digest) != hasher.digest_size:
+        raise RequestError(400, f"Upload-Checksum has the wrong length for {algorithm}")
+    return hasher, digest
+
+
+def parse_offset(value: str | None, name: str) -> int:
+    if value is None:
+        raise RequestError(400, f"{name} header is required")
+    value = value.strip()
+    if not value.isdigit() or len(value) > 19:
+        raise RequestError(400, f"{name} must be a non-negative integer")
+    return int(value)
+
+
+class StreamingBodyMixin(BaseHandler):
+    service: UploadService
+    writer: Writer | None = None
+    _checksum: tuple[Any, bytes] | None = None
+    _body_done = False
+
+    def start_body(self, session: UploadSession, offset: int, checksum_header: str | None) -> None:
+        """Validate the body's framing and size, then attach a writer at `offset`."""
+        self._checksum = parse_checksum(checksum_header)
+        remaining = session.plan.size - min(offset, session.plan.size)
+        length = self.request.headers.get("Content-Length")
+        if length is not None:
+            if not length.strip().isdigit():
+                raise RequestError(400, "Content-Length must be a non-negative integer")
+            if int(length) > max(remaining, 1 if offset == session.plan.size - 1 else 0):
+                raise RequestError(413, f"the body is {int(length)} bytes but only {remaining} remain "
+                                        f"after offset {offset}", offset=offset)
+        # Tornado's default cap is 100 MB; the real cap is what the upload still needs.
+        self.request.connection.set_max_body_size(max(remaining, 1))
+        self.writer = self.service.begin_write(session, offset, hold=self._checksum is not None)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        writer = self.writer
+        if writer is None:
+            return None
+        if self._checksum is not None:
+            self._checksum[0].update(chunk)
+        return writer.write(chunk)
+
+    async def finish_body(self) -> None:
+        self._body_done = True
+        writer = self.writer
+        if writer is None:
+            return
+        ok = True
+        if self._checksum is not None:
+            hasher, expected = self._checksum
+            ok = hasher.digest() == expected
+        await writer.finish(checksum_ok=ok)
+
+    def on_connection_close(self) -> None:
+        if self.writer is not None and not self._body_done:
+            self.writer.abort()

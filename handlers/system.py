@@ -1,0 +1,108 @@
+"""Health: the live state of resources, breakers, budget, queue and store, in the seeds' shape."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.breaker import CLOSED, CircuitBreaker
+from engine.budget import RequestBudget
+from engine.clock import Clock
+from engine.resources import CRITICAL, AdaptiveLimiter
+from engine.scheduler import PartScheduler
+from engine.session import FINAL_STATES
+from engine.store import CheckpointStore
+from engine.uploads import UploadService
+from handlers.base import BaseHandler
+
+
+@dataclass
+class SystemView:
+    clock: Clock
+    service: UploadService
+    limiter: AdaptiveLimiter
+    breakers: list[CircuitBreaker]
+    budget: RequestBudget
+    scheduler: PartScheduler
+    store: CheckpointStore
+    store_kind: str
+    max_concurrent_uploads: int
+    queue_size_limit: int
+
+    def active_uploads(self) -> int:
+        return sum(1 for s in self.service.live.values() if s.record.state not in FINAL_STATES)
+
+    def resources_brief(self) -> dict[str, Any]:
+        sample = self.limiter.last or self.limiter.tick()
+        return {
+            "memory_usage_mb": round(sample.used_mb, 1),
+            "memory_usage_percent": round(sample.used_percent, 1),
+            "optimal_workers": self.limiter.workers,
+            "resource_state": self.limiter.state,
+        }
+
+    def breaker_brief(self) -> dict[str, Any]:
+        notion = self.breakers[0]
+        return {"state": notion.state, "success_rate": notion.stats.success_rate}
+
+    def health(self) -> dict[str, Any]:
+        sample = self.limiter.last or self.limiter.tick()
+        breakers = [b.snapshot() for b in self.breakers]
+        breakers_ok = all(b["state"] == CLOSED for b in breakers)
+        resource_ok = self.limiter.state != CRITICAL
+        store_ok = self.store.healthy
+        if not store_ok or not resource_ok:
+            status = "unhealthy"
+        elif not breakers_ok:
+            status = "degraded"
+        else:
+            status = "healthy"
+        active = self.active_uploads()
+        return {
+            "timestamp": round(self.clock.wall(), 3),
+            "status": status,
+            "components": {
+                "resource_manager": {
+                    "status": "healthy" if resource_ok else "critical",
+                    "memory_usage_mb": round(sample.used_mb, 1),
+                    "memory_usage_percent": round(sample.used_percent, 1),
+                    "rss_mb": round(sample.rss_bytes / 2**20, 1),
+                    "cpu_usage_percent": round(sample.cpu_percent, 1),
+                    "active_uploads": active,
+                    "optimal_workers": self.limiter.workers,
+                    "resource_state": self.limiter.state,
+                    "thresholds_mb": {k: round(v, 1) for k, v in vars(self.limiter.thresholds).items()},
+                },
+                "circuit_breakers": {
+                    "status": "healthy" if breakers_ok else "degraded",
+                    "breakers": breakers,
+                },
+                "checkpoint_manager": {
+                    "status": "healthy" if store_ok else "unhealthy",
+                    "storage_type": self.store_kind,
+                    "checkpoint_interval": 1,
+                    "last_error": self.store.last_error,
+                },
+                "request_budget": self.budget.snapshot(),
+                "backpressure_manager": {
+                    "parts_running": self.scheduler.running,
+                    "parts_queued": self.scheduler.queued,
+                    "uploads_with_parts_pending": self.scheduler.snapshot()["uploads"],
+                    "max_concurrent_uploads": self.max_concurrent_uploads,
+                    "queue_size_limit": self.queue_size_limit,
+                },
+            },
+            "performance": {
+                "active_upload_sessions": active,
+                "total_memory_limit_mb": round(sample.total_bytes / 2**20, 1),
+                "total_cpu_limit": round(sample.cpu_limit_cores, 2),
+            },
+        }
+
+
+class HealthHandler(BaseHandler):
+    def initialize(self, system: SystemView) -> None:
+        self.system = system
+
+    def get(self) -> None:
+        body = self.system.health()
+        self.write_json(200 if body["status"] != "unhealthy" else 503, body)

@@ -1,0 +1,226 @@
+"""The relay: one Tornado process that takes uploads (tus, PUT) and streams them to Notion.
+
+Builds every heavy object (Redis, curl client, engine) here, wires the routes, prints
+`relay listening on http://HOST:PORT` when ready, and shuts down gracefully on SIGTERM.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.netutil import bind_sockets
+
+from engine.breaker import CircuitBreaker
+from engine.budget import RequestBudget
+from engine.clock import SystemClock
+from engine.embedded_redis import EmbeddedRedis
+from engine.errors import ServiceUnavailable
+from engine.guard import NotionGuard
+from engine.notion import NotionClient, Timeouts
+from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
+from engine.retry import RetryPolicy
+from engine.scheduler import PartScheduler
+from engine.session import FINAL_STATES
+from engine.store import CheckpointStore
+from engine.uploads import ServiceParts, UploadService
+from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
+from handlers.base import NotFoundHandler
+from handlers.system import HealthHandler, SystemView
+from handlers.tus import TusCollectionHandler, TusUploadHandler
+from settings import Settings, SettingsError
+
+log = logging.getLogger("relay")
+events_log = logging.getLogger("relay.events")
+
+JSON_BODY_LIMIT_BYTES = 1 * 2**20
+# Spare curl handles beyond MAX_WORKERS part sends, so create/complete/attach never queue
+# inside CurlAsyncHTTPClient, where queued requests have no timeout (DESIGN.md quirks).
+CONTROL_CURL_HANDLES = 4
+SHUTDOWN_GRACE_S = 25.0
+
+
+def log_event(event: str, fields: dict[str, Any]) -> None:
+    text = " ".join(f"{k}={v}" for k, v in fields.items())
+    level = logging.WARNING if event in ("PART_FAILURE", "TIMEOUT_EVENT", "UPLOAD_FAILED") else logging.INFO
+    events_log.log(level, "%s %s", event, text)
+
+
+class Relay:
+    """Everything the process owns, in the order it is started and stopped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = SystemClock()
+        self.embedded: EmbeddedRedis | None = None
+        self.server: HTTPServer | None = None
+        self.stopping = False
+
+    def start_store(self) -> tuple[CheckpointStore, str]:
+        s = self.settings
+        url = s.redis_url
+        kind = "RedisCheckpointStorage"
+        if url is None:
+            self.embedded = EmbeddedRedis(s.data_dir / "redis")
+            self.embedded.start()
+            url = self.embedded.url
+            kind = "RedisCheckpointStorage (embedded)"
+        ttl = s.checkpoint_expiration_hours * 3600
+        return CheckpointStore(url, self.clock, ttl), kind
+
+    def build(self) -> tornado.web.Application:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        s.spool_dir.mkdir(parents=True, exist_ok=True)
+        store, store_kind = self.start_store()
+        self.store = store
+        http = CurlAsyncHTTPClient(force_instance=True, max_clients=s.max_workers + CONTROL_CURL_HANDLES)
+        self.http = http
+        notion = NotionClient(http, s.notion_api_base, s.notion_token or "emulator-token", s.notion_version,
+                              Timeouts(s.connection_timeout_s, s.read_timeout_s, s.total_timeout_s))
+        notion_breaker = CircuitBreaker("notion_api", self.clock, s.cb_notion_failure_threshold,
+                                        s.cb_notion_timeout_duration_s, s.cb_half_open_max_calls)
+        upload_breaker = CircuitBreaker("upload_operations", self.clock, s.cb_upload_failure_threshold,
+                                        s.cb_upload_timeout_duration_s, s.cb_half_open_max_calls)
+        for breaker in (notion_breaker, upload_breaker):
+            breaker.on_change(lambda name, old, new: events_log.warning(
+                "Circuit breaker %s %s (was %s)", name, "OPENED" if new == "OPEN" else new, old))
+        budget = RequestBudget(self.clock, *s.notion_rate_limit)
+        guard = NotionGuard(self.clock, notion_breaker, budget)
+        limiter = AdaptiveLimiter(
+            ResourceSampler(s.total_memory_mb, s.total_cpu_cores),
+            Thresholds(s.memory_low_threshold_mb, s.memory_medium_threshold_mb,
+                       s.memory_high_threshold_mb, s.memory_critical_threshold_mb),
+            s.min_workers, s.max_workers, s.default_workers, scale_thresholds=s.total_memory_mb is None)
+        limiter.tick()
+        scheduler = PartScheduler(limit=lambda: limiter.workers)
+        self.scheduler = scheduler
+        self.limiter = limiter
+
+        def upload_outcome(event: str, fields: dict[str, Any]) -> None:
+            if event == "UPLOAD_COMPLETE":
+                upload_breaker.record_success()
+            elif event == "UPLOAD_FAILED":
+                upload_breaker.record_failure()
+
+        service = UploadService(ServiceParts(
+            clock=self.clock, notion=notion, guard=guard, store=store, scheduler=scheduler,
+            retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
+            parent_page_id=s.notion_parent_page_id, listeners=[log_event, upload_outcome]))
+        self.service = service
+        system = SystemView(self.clock, service, limiter, [notion_breaker, upload_breaker], budget, scheduler,
+                            store, store_kind, s.max_concurrent_uploads, s.queue_size_limit)
+        self.system = system
+
+        def admit() -> None:
+            for breaker in (notion_breaker, upload_breaker):
+                if not breaker.would_allow():
+                    raise ServiceUnavailable("Upload service temporarily unavailable. Please try again later.",
+                                             retry_after_s=max(1.0, breaker.retry_after_s()),
+                                             circuit_breaker_state=breaker.state)
+            if not store.healthy:
+                raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5)
+            if not limiter.admitting:
+                sample = limiter.last
+                used = sample.used_mb if sample else 0.0
+                raise ServiceUnavailable(
+                    f"Upload rejected due to resource constraints: Memory would exceed critical limit "
+                    f"({used:.1f}MB > {limiter.thresholds.critical_mb:.0f}MB)", retry_after_s=30)
+            active = sum(1 for x in service.live.values() if x.record.state not in FINAL_STATES)
+            if active >= s.max_concurrent_uploads + s.queue_size_limit:
+                raise ServiceUnavailable("Too many uploads in progress; try again shortly", retry_after_s=10,
+                                         active_uploads=active)
+
+        service.admission = admit
+
+        async def tick() -> None:
+            limiter.tick()
+            scheduler.pump()
+            await store.ping()
+
+        self.ticker = PeriodicCallback(lambda: asyncio.ensure_future(tick()), s.metrics_interval_s * 1000)
+        kwargs = {"service": service, "system": system}
+        return tornado.web.Application([
+            (r"/files/?", TusCollectionHandler, {"service": service}),
+            (r"/files/([^/]+)", TusUploadHandler, {"service": service}),
+            (r"/api/upload/create-session", CreateSessionHandler, kwargs),
+            (r"/api/upload/status/([^/]+)", StatusHandler, kwargs),
+            (r"/api/upload/([^/]+)", StreamUploadHandler, kwargs),
+            (r"/api/system/health", HealthHandler, {"system": system}),
+        ], default_handler_class=NotFoundHandler, compress_response=False)
+
+    async def serve(self) -> None:
+        app = self.build()
+        s = self.settings
+        self.server = HTTPServer(app, max_body_size=JSON_BODY_LIMIT_BYTES, xheaders=False, idle_connection_timeout=120)
+        sockets = bind_sockets(s.port, address=s.host)
+        self.server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        self.ticker.start()
+        self._install_signals()
+        mode = "demo (Notion emulator)" if s.demo_mode else "notion"
+        log.info("starting: mode=%s api=%s parent_page=%s", mode, s.notion_api_base, s.notion_parent_page_id)
+        print(f"relay listening on http://{s.host}:{port}", flush=True)
+        self._stopped = asyncio.Event()
+        await self._stopped.wait()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        if self.stopping:
+            log.warning("second signal: exiting now")
+            os._exit(1)
+        self.stopping = True
+        asyncio.ensure_future(self.shutdown())
+
+    async def shutdown(self) -> None:
+        log.info("shutting down: no new connections; waiting up to %.0fs for parts in flight", SHUTDOWN_GRACE_S)
+        if self.server is not None:
+            self.server.stop()
+        self.ticker.stop()
+        deadline = self.clock.monotonic() + SHUTDOWN_GRACE_S
+        while self.scheduler.running and self.clock.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.service.live.values()):
+            session.assembler.close()
+        await self.store.close()
+        self.http.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+        log.info("stopped")
+        self._stopped.set()
+
+
+def configure_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"relay: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging()
+    relay = Relay(settings)
+    try:
+        asyncio.run(relay.serve())
+    except RuntimeError as exc:
+        print(f"relay: cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The relay's configuration: one typed, validated, frozen object read from the environment.
+
+Every variable, its default and its unit is listed in README.md ("Configuration"). A bad value
+raises SettingsError with one line naming the variable; only server.py decides to exit.
+"""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+MIB = 2**20
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+def _env(name: str, default: Any, parse: Callable[[str], Any], check: Callable[[Any], str | None] | None = None):
+    """A dataclass field read from environment variable `name` (metadata used by from_env)."""
+    return field(default=default, metadata={"env": name, "parse": parse, "check": check})
+
+
+def _int(text: str) -> int:
+    return int(text.strip())
+
+
+def _float(text: str) -> float:
+    return float(text.strip())
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _str(text: str) -> str:
+    return text.strip()
+
+
+def _optional_str(text: str) -> str | None:
+    return text.strip() or None
+
+
+def _optional_float(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+def _page_id(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    # Notion accepts ids with or without dashes, and users often paste a page URL's tail.
+    tail = re.sub(r"[^0-9a-fA-F]", "", text.rsplit("-", 1)[-1] if len(text) > 36 else text)
+    return str(uuid.UUID(hex=tail[-32:]))
+
+
+def _rate(text: str) -> tuple[int, float]:
+    count, _, window = text.strip().partition("/")
+    n, w = int(count), float(window or "60")
+    if n <= 0 or w <= 0:
+        raise ValueError("both numbers must be positive")
+    return n, w
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Network
+    host: str = _env("HOST", "127.0.0.1", _str)
+    port: int = _env("PORT", 8888, _int, _between(0, 65535))  # 0 picks a free port
+    environment: str = _env("ENVIRONMENT", "development", _str, _one_of("development", "production", "test"))
+
+    # Notion
+    notion_token: str | None = _env("NOTION_TOKEN", None, _optional_str)
+    notion_api_base: str = _env("NOTION_API_BASE", "https://api.notion.com", _str)
+    notion_version: str = _env("NOTION_VERSION", "2025-09-03", _str)
+    notion_parent_page_id: str | None = _env("NOTION_PARENT_PAGE_ID", None, _page_id)
+    notion_rate_limit: tuple[int, float] = _env("NOTION_RATE_LIMIT", (180, 60.0), _rate)
+    part_size_mb: int = _env("PART_SIZE_MB", 10, _int, _between(5, 20))
+
+    # Disk
+    data_dir: Path = _env("DATA_DIR", Path("./data"), lambda t: Path(t.strip()))
+    spool_dir_override: Path | None = _env("SPOOL_DIR", None, lambda t: Path(t.strip()) if t.strip() else None)
+
+    # Memory and concurrency (the seeds' names)
+    max_upload_memory_mb: int = _env("MAX_UPLOAD_MEMORY_MB", 100, _int, _at_least(1))
+    memory_low_threshold_mb: int = _env("MEMORY_LOW_THRESHOLD", 200, _int, _at_least(1))
+    memory_medium_threshold_mb: int = _env("MEMORY_MEDIUM_THRESHOLD", 350, _int, _at_least(1))
+    memory_high_threshold_mb: int = _env("MEMORY_HIGH_THRESHOLD", 450, _int, _at_least(1))
+    memory_critical_threshold_mb: int = _env("MEMORY_CRITICAL_THRESHOLD", 500, _int, _at_least(1))
+    min_workers: int = _env("MIN_WORKERS", 1, _int, _at_least(1))
+    max_workers: int = _env("MAX_WORKERS", 3, _int, _between(1, 64))
+    default_workers: int = _env("DEFAULT_WORKERS", 2, _int, _at_least(1))
+    max_concurrent_uploads: int = _env("MAX_CONCURRENT_UPLOADS", 10, _int, _at_least(1))
+    queue_size_limit: int = _env("QUEUE_SIZE_LIMIT", 10, _int, _at_least(0))
+    total_memory_mb: float | None = _env("TOTAL_MEMORY_MB", None, _optional_float)
+    total_cpu_cores: float | None = _env("TOTAL_CPU_CORES", None, _optional_float)
+    metrics_interval_s: float = _env("METRICS_INTERVAL", 5.0, _float, _between(0.05, 3600))
+
+    # Timeouts (seconds)
+    connection_timeout_s: float = _env("CONNECTION_TIMEOUT", 30.0, _float, _between(0.01, 3600))
+    read_timeout_s: float = _env("READ_TIMEOUT", 300.0, _float, _between(1, 3600))
+    total_timeout_s: float = _env("TOTAL_TIMEOUT", 450.0, _float, _between(0.1, 7200))
+
+    # Retries
+    max_retries: int = _env("MAX_RETRIES", 5, _int, _between(0, 100))
+    initial_retry_delay_s: float = _env("INITIAL_RETRY_DELAY", 1.0, _float, _between(0, 3600))
+    max_retry_delay_s: float = _env("MAX_RETRY_DELAY", 120.0, _float, _between(0, 3600))
+    retry_exponential_base: float = _env("RETRY_EXPONENTIAL_BASE", 2.0, _float, _between(1, 10))
+    retry_jitter_percent: float = _env("RETRY_JITTER_PERCENT", 25.0, _float, _between(0, 100))
+
+    # Circuit breakers: "upload" guards whole uploads, "notion" every Notion request
+    cb_upload_failure_threshold: int = _env("CB_UPLOAD_FAILURE_THRESHOLD", 5, _int, _at_least(1))
+    cb_upload_timeout_duration_s: float = _env("CB_UPLOAD_TIMEOUT_DURATION", 60.0, _float, _between(0.01, 3600))
+    cb_notion_failure_threshold: int = _env("CB_NOTION_FAILURE_THRESHOLD", 3, _int, _at_least(1))
+    cb_notion_timeout_duration_s: float = _env("CB_NOTION_TIMEOUT_DURATION", 30.0, _float, _between(0.01, 3600))
+    cb_half_open_max_calls: int = _env("CB_HALF_OPEN_MAX_CALLS", 3, _int, _at_least(1))
+
+    # Checkpoints
+    checkpoint_enabled: bool = _env("CHECKPOINT_ENABLED", True, _bool)
+    checkpoint_interval_parts: int = _env("CHECKPOINT_INTERVAL_PARTS", 1, _int, _at_least(1))
+    checkpoint_storage_backend: str = _env("CHECKPOINT_STORAGE_BACKEND", "redis", _str, _one_of("redis"))
+    checkpoint_expiration_hours: float = _env("CHECKPOINT_EXPIRATION_HOURS", 24.0, _float, _between(0.001, 24 * 365))
+    redis_url: str | None = _env("REDIS_URL", None, _optional_str)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.spool_dir_override or self.data_dir / "spool"
+
+    @property
+    def part_size_bytes(self) -> int:
+        return self.part_size_mb * MIB
+
+    @property
+    def demo_mode(self) -> bool:
+        return self.notion_token is None
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets hidden: safe to log."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "notion_token" and value:
+                value = "***"
+            elif f.name == "redis_url" and value:
+                value = re.sub(r"//[^@/]*@", "//***@", value)
+            out[f.metadata["env"]] = str(value) if isinstance(value, Path) else value
+        return out
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = environ.get(name)
+            if raw is None:
+                continue
+            try:
+                value = f.metadata["parse"](raw)
+            except (ValueError, TypeError) as exc:
+                raise SettingsError(f"{name}={raw!r} is invalid: {exc or 'wrong format'}") from None
+            check = f.metadata["check"]
+            problem = check(value) if check and value is not None else None
+            if problem:
+                raise SettingsError(f"{name}={raw!r} is invalid: {problem}")
+            values[f.name] = value
+        settings = cls(**values)
+        settings._check_relations()
+        return settings
+
+    def _check_relations(self) -> None:
+        if not (self.min_workers <= self.default_workers <= self.max_workers):
+            raise SettingsError(
+                f"MIN_WORKERS ({self.min_workers}) <= DEFAULT_WORKERS ({self.default_workers}) "
+                f"<= MAX_WORKERS ({self.max_workers}) does not hold"
+            )
+        thresholds = [self.memory_low_threshold_mb, self.memory_medium_threshold_mb,
+                      self.memory_high_threshold_mb, self.memory_critical_threshold_mb]
+        if thresholds != sorted(thresholds):
+            raise SettingsError("MEMORY_LOW_THRESHOLD < MEDIUM < HIGH < CRITICAL must hold, got " + "/".join(map(str, thresholds)))
+        if self.initial_retry_delay_s > self.max_retry_delay_s:
+            raise SettingsError("INITIAL_RETRY_DELAY must not exceed MAX_RETRY_DELAY")
+        if not self.checkpoint_enabled:
+            raise SettingsError("CHECKPOINT_ENABLED=false is not supported: resume and the durable offset depend on checkpoints")
+        if not re.match(r"^https?://[^\s/]+", self.notion_api_base):
+            raise SettingsError(f"NOTION_API_BASE={self.notion_api_base!r} is invalid: must be an http(s) URL")
+        if self.total_memory_mb is not None and self.total_memory_mb <= 0:
+            raise SettingsError("TOTAL_MEMORY_MB must be positive")
+        if self.total_cpu_cores is not None and self.total_cpu_cores <= 0:
+            raise SettingsError("TOTAL_CPU_CORES must be positive")
