@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from engine.partplan import MAX_PARTS, MIB, PlanError, plan_parts
+
+
+@pytest.mark.parametrize("size", [1, 5 * MIB - 1, 5 * MIB, 20 * MIB])
+def test_up_to_20_mib_is_one_single_part_send(size):
+    plan = plan_parts(size, 10 * MIB)
+    assert plan.mode == "single_part" and plan.number_of_parts == 1 and plan.part_length(1) == size
+
+
+@pytest.mark.parametrize("size", [20 * MIB + 1, 64 * MIB + 3, 300 * MIB, 5 * 2**30, 10_000 * MIB + 7])
+def test_multi_part_obeys_notions_rules(size):
+    plan = plan_parts(size, 10 * MIB)
+    assert plan.mode == "multi_part"
+    assert 5 * MIB <= plan.part_size <= 20 * MIB
+    assert plan.number_of_parts <= MAX_PARTS
+    assert sum(plan.part_length(n) for n in range(1, plan.number_of_parts + 1)) == size
+    for n in range(1, plan.number_of_parts):
+        assert plan.part_length(n) == plan.part_size
+    assert 1 <= plan.part_length(plan.number_of_parts) <= plan.part_size
+
+
+def test_parts_grow_to_stay_under_1000():
+    plan = plan_parts(15_000 * MIB, 10 * MIB)
+    assert plan.part_size == 15 * MIB and plan.number_of_parts == 1000
+
+
+def test_too_big_or_empty_is_refused():
+    with pytest.raises(PlanError):
+        plan_parts(20 * MIB * 1000 + 1, 10 * MIB)
+    with pytest.raises(PlanError):
+        plan_parts(0, 10 * MIB)
+
+
+def test_durable_offset_is_the_contiguous_run_from_part_one():
+    plan = plan_parts(35 * MIB, 10 * MIB)
+    assert plan.durable_offset(set()) == 0
+    assert plan.durable_offset({2, 3}) == 0
+    assert plan.durable_offset({1, 3}) == 10 * MIB
+    assert plan.durable_offset({1, 2, 3, 4}) == 35 * MIB
