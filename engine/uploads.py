@@ -78,6 +78,9 @@ class UploadSession:
         self.in_flight: set[int] = set()  # handed to the scheduler, not yet durable
         self.failed_parts: set[int] = set()  # sends that ran out of attempts; re-sent on resume
         self.writer: Writer | None = None
+        # The last request ended mid-body: bytes it delivered after the client gave up may have
+        # moved us past the offset the client saw, so its next request may rewind (see begin_write).
+        self.interrupted = False
         self.finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
         self.finalizing: asyncio.Task[None] | None = None
         self.retries = 0
@@ -137,7 +140,7 @@ class Writer:
 
     def write(self, chunk: bytes) -> Awaitable[None] | None:
         """Take a chunk; returns an awaitable only when the caller must pause (back-pressure)."""
-        if self.superseded or self.error is not None:
+        if self.closed or self.error is not None:
             return None
         s = self.session
         if s.record.state in (TERMINATED, EXPIRED):
@@ -190,6 +193,7 @@ class Writer:
             return
         self._rollback_held()
         self.closed = True
+        self.session.interrupted = True
         self._detach()
         self.service.spawn(self.service.drain(self.session))
 
@@ -215,6 +219,7 @@ class Writer:
             s.ready.extend(self.held)
             self.held.clear()
         self.closed = True
+        s.interrupted = False
         self._detach()
         if self.error is None:
             await self.service.drain(s)
@@ -388,8 +393,10 @@ class UploadService:
         if state == FAILED and not s.record.can_resume:
             raise self.failure_of(s)
         if s.writer is not None:
+            # A request still attached belongs to a client that has evidently given up on it.
             s.writer.supersede()
             s.writer = None
+            s.interrupted = True
         if state == COMPLETED:
             if offset == s.plan.size:
                 return Writer(self, s, offset, hold=False)
@@ -406,9 +413,10 @@ class UploadService:
                 raise OffsetMismatch("Upload-Offset does not match", offset=s.client_offset)
         elif offset == received:
             writer = Writer(self, s, offset, hold)
-        elif offset < received and offset >= s.handed_out_limit():
-            # A late write of a dropped request moved us past what the client saw in HEAD;
-            # bytes not handed to Notion yet can simply be taken again.
+        elif offset < received and s.interrupted and offset >= s.handed_out_limit():
+            # Late writes of an interrupted request moved us past what the client saw in HEAD;
+            # bytes not yet handed to Notion can simply be taken again. Otherwise tus's rule
+            # holds: a mismatch is a 409 that changes nothing.
             s.assembler.rewind(offset)
             writer = Writer(self, s, offset, hold)
         else:

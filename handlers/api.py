@@ -113,6 +113,8 @@ class StreamUploadHandler(StreamingBodyMixin):
     async def put(self, upload_id: str) -> None:
         session = self.session
         assert session is not None
+        if self.end_without_reply():
+            return
         try:
             await self.finish_body()
             if session.record.state != COMPLETED:

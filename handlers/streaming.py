@@ -49,6 +49,7 @@ class StreamingBodyMixin(BaseHandler):
     writer: Writer | None = None
     _checksum: tuple[Any, bytes] | None = None
     _body_done = False
+    aborted = False
 
     def start_body(self, session: UploadSession, offset: int, checksum_header: str | None) -> None:
         """Validate the body's framing and size, then attach a writer at `offset`."""
@@ -85,5 +86,20 @@ class StreamingBodyMixin(BaseHandler):
         await writer.finish(checksum_ok=ok)
 
     def on_connection_close(self) -> None:
-        if self.writer is not None and not self._body_done:
+        if self._body_done:
+            return
+        self.aborted = True
+        if self.writer is not None:
             self.writer.abort()
+        # Why: Tornado's _execute waits on the body future forever when the client leaves
+        # mid-body, keeping the handler alive; resolve it so the request ends (with no reply).
+        body = getattr(self.request, "_body_future", None)
+        if body is not None and not body.done():
+            body.set_result(None)
+
+    def end_without_reply(self) -> bool:
+        """True (and the request is closed quietly) when the client already left mid-body."""
+        if self.aborted:
+            self._finished = True
+            return True
+        return False

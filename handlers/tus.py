@@ -57,6 +57,7 @@ class TusBase(StreamingBodyMixin):
 
     def extra_failure_headers(self) -> None:
         self.set_header("Tus-Resumable", TUS_VERSION)
+        self.set_header("Tus-Version", TUS_VERSION)  # tells a client with the wrong version what we speak
 
     def method(self) -> str:
         override = self.request.headers.get("X-HTTP-Method-Override")
@@ -69,7 +70,6 @@ class TusBase(StreamingBodyMixin):
             if self.request.method == "OPTIONS":
                 return
             if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
-                self.set_header("Tus-Version", TUS_VERSION)
                 raise RequestError(412, f"Tus-Resumable: {TUS_VERSION} is required")
             await self.prepare_tus()
         except Exception as exc:  # every failure becomes a clean response, before the body is read
@@ -101,6 +101,8 @@ class TusBase(StreamingBodyMixin):
         return f"{proto}://{host}/files/{upload_id}"
 
     async def respond_after_body(self, session: UploadSession, status: int) -> None:
+        if self.end_without_reply():
+            return
         try:
             await self.finish_body()
         except Exception as exc:
