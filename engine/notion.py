@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pycurl
-from tornado.curl_httpclient import CurlAsyncHTTPClient
+from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
 from tornado.httpclient import HTTPRequest, HTTPResponse
 
 # Why a real floor: with 1 B/s a stalled transfer that trickles keep-alive bytes is never
@@ -186,14 +186,17 @@ class NotionClient:
         )
         try:
             response = await self._http.fetch(request, raise_error=False)
+        except CurlError as exc:
+            # raise_error=False does not cover network errors (599): they still raise.
+            raise self._network_failure(operation, exc.errno, str(exc)) from None
         finally:
             for mime in keep:
                 mime.close()
         return self._decode(operation, response)
 
     def _decode(self, operation: str, response: HTTPResponse) -> dict[str, Any]:
-        if response.code == 599 or response.error is not None and response.code not in range(100, 599):
-            raise self._network_failure(operation, response)
+        if response.code == 599:
+            raise self._network_failure(operation, getattr(response.error, "errno", None), str(response.error))
         text = response.body or b""
         try:
             data = json.loads(text) if text else {}
@@ -215,13 +218,14 @@ class NotionClient:
                       operation=operation)
 
     @staticmethod
-    def _network_failure(operation: str, response: HTTPResponse) -> Failure:
-        errno = getattr(response.error, "errno", None)
-        connected = bool(response.time_info and response.time_info.get("connect"))
+    def _network_failure(operation: str, errno: int | None, text: str) -> Failure:
         if errno in (_CURLE_COULDNT_CONNECT, _CURLE_COULDNT_RESOLVE_HOST):
             return Failure("connect", "could not connect to Notion", operation=operation)
         if errno == _CURLE_OPERATION_TIMEDOUT:
-            if not connected:
+            # libcurl uses one error number for every timeout; only its text tells a connect
+            # timeout (nothing reached Notion) from a stalled or slow transfer (it may have).
+            lowered = text.lower()
+            if "connection timed out" in lowered or "failed to connect" in lowered or "resolving" in lowered:
                 return Failure("connect", "connecting to Notion timed out", operation=operation)
             return Failure("timeout", "the request to Notion stalled or took too long", operation=operation)
         return Failure("transfer", f"the connection to Notion broke (curl error {errno})", operation=operation)

@@ -454,11 +454,7 @@ class UploadService:
                 return None
             started = self.clock.monotonic()
             try:
-                await self.p.guard.run(lambda: self.p.notion.send_part(
-                    s.record.notion_file_upload_id, path=str(s.assembler.part_path(number)),
-                    filename=s.record.filename, content_type=s.record.content_type,
-                    part_number=number if s.plan.is_multipart else None,
-                    size=s.plan.part_length(number)))
+                await self._send(s, number)
             except Failure as f:
                 failures += 1
                 s.retries += 1
@@ -479,6 +475,20 @@ class UploadService:
             return None
 
         return attempt
+
+    async def _send(self, s: UploadSession, number: int) -> None:
+        try:
+            await self.p.guard.run(lambda: self.p.notion.send_part(
+                s.record.notion_file_upload_id, path=str(s.assembler.part_path(number)),
+                filename=s.record.filename, content_type=s.record.content_type,
+                part_number=number if s.plan.is_multipart else None,
+                size=s.plan.part_length(number)))
+        except (Failure, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # An unexpected library error must not strand the part: treat it as a broken transfer.
+            log.exception("unexpected error sending part %d of %s", number, s.id)
+            raise Failure("transfer", f"unexpected {type(exc).__name__}", operation="send") from None
 
     async def _checkpoint(self, s: UploadSession, number: int) -> None:
         """A part is durable only once its checkpoint is stored (invariant 2): retry until it is."""
