@@ -40,14 +40,14 @@ async def serve(config: EmulatorConfig) -> None:
     sockets = bind_sockets(config.port, address=config.host)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
-    print(f"emulator listening on http://{config.host}:{port}", flush=True)
-
+    # Signal handlers before the ready line: a supervisor may signal as soon as it reads it.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sweeper = PeriodicCallback(emu.store.sweep_expired, config.sweep_interval_s * 1000)
     sweeper.start()
+    print(f"emulator listening on http://{config.host}:{port}", flush=True)
 
     await stop.wait()
     # Order: stop accepting, release stalled requests, then close what is still open.

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .faults import FaultPlan
+
 MIB = 2**20
 GIB = 2**30
 
@@ -105,9 +107,16 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
     ns = parser.parse_args(argv)
     try:
         rate_limit = RateLimit.parse(ns.rate_limit)
-        faults = json.loads(ns.faults) if ns.faults else {}
+        try:
+            faults = json.loads(ns.faults) if ns.faults else {}
+        except ValueError as e:
+            raise ValueError(f"--faults is not valid JSON: {e}") from None
         if not isinstance(faults, dict):
             raise ValueError("--faults must be a JSON object")
+        try:
+            FaultPlan.parse(faults)  # validate now: a bad plan is a usage error
+        except ValueError as e:
+            raise ValueError(f"--faults: {e}") from None
     except ValueError as e:
         parser.error(str(e))
     if ns.expiry_s <= 0:

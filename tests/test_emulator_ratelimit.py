@@ -1,0 +1,85 @@
+"""The per-token request budget: bursts up to N, then 429 rate_limited with an integer
+Retry-After, and recovery after waiting it — over real HTTP against the emulator."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support.emulator import NotionClient, error_code, start_emulator
+
+
+def test_a_burst_up_to_the_limit_then_429_with_retry_after(tmp_path: Path) -> None:
+    emu = start_emulator(tmp_path, "--rate-limit", "5/2")
+    try:
+        client = NotionClient(emu)
+        # the whole budget is available at once (bursts allowed)
+        assert [client.request("GET", "/v1/users/me").status_code for _ in range(5)] == [200] * 5
+        r = client.request("GET", "/v1/users/me")
+        assert r.status_code == 429 and error_code(r) == "rate_limited"
+        body = r.json()
+        assert body["additional_data"]["rate_limit_reason"] == "public_api_request_rate_limit"
+        retry_after = r.headers["Retry-After"]
+        assert retry_after.isdigit() and int(retry_after) >= 1
+        assert body["additional_data"]["retry_after"] == retry_after
+        # every endpoint counts, sends included (the body is read, then refused cleanly)
+        upload_id = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+        r = client.send(upload_id, b"x" * 100_000)
+        assert r.status_code == 429 and r.headers["retry-after"].isdigit()
+        # the control API is not rate limited
+        for _ in range(20):
+            emu.stats()
+        stats = emu.stats()
+        assert stats["rate_limited"] == 2
+        assert stats["requests"]["users_me"] == {"200": 5, "429": 1}
+        # waiting Retry-After is enough: a token has been refilled by then
+        time.sleep(int(retry_after))
+        assert client.request("GET", "/v1/users/me").status_code == 200
+    finally:
+        emu.stop()
+
+
+def test_retry_after_is_the_time_until_a_token_rounded_up(tmp_path: Path) -> None:
+    # 2 requests per 10 s: an empty bucket refills one token in 5 s
+    emu = start_emulator(tmp_path, "--rate-limit", "2/10")
+    try:
+        client = NotionClient(emu)
+        assert client.request("GET", "/v1/users/me").status_code == 200
+        assert client.request("GET", "/v1/users/me").status_code == 200
+        r = client.request("GET", "/v1/users/me")
+        assert r.status_code == 429 and r.headers["Retry-After"] == "5"
+    finally:
+        emu.stop()
+
+
+def test_the_refill_rate_is_n_per_window(tmp_path: Path) -> None:
+    emu = start_emulator(tmp_path, "--rate-limit", "10/1")
+    try:
+        session = requests.Session()
+        url, headers = f"{emu.url}/v1/users/me", emu.headers()
+        started = time.monotonic()
+        ok = limited = 0
+        while time.monotonic() - started < 1.5:
+            status = session.get(url, headers=headers, timeout=10).status_code
+            ok += status == 200
+            limited += status == 429
+        elapsed = time.monotonic() - started
+        # a burst of 10, then 10 per second: about 25 in 1.5 s, never more than the budget
+        assert ok <= 10 + 10 * elapsed + 1
+        assert ok >= 10 + 10 * 1.5 * 0.7
+        assert limited > 0
+    finally:
+        emu.stop()
+
+
+def test_each_token_has_its_own_bucket(tmp_path: Path) -> None:
+    emu = start_emulator(tmp_path, "--rate-limit", "2/60", "--token", "one", "--token", "two")
+    try:
+        one, two = NotionClient(emu, token="one"), NotionClient(emu, token="two")
+        assert [one.request("GET", "/v1/users/me").status_code for _ in range(3)] == [200, 200, 429]
+        assert [two.request("GET", "/v1/users/me").status_code for _ in range(2)] == [200, 200]
+        # an unknown token is refused before it can spend anything
+        assert NotionClient(emu, token="three").request("GET", "/v1/users/me").status_code == 401
+    finally:
+        emu.stop()
