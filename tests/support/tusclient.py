@@ -1,0 +1,98 @@
+"""A small, persistent tus client for load and fault tests: it behaves like a patient browser
+client (retries with backoff, re-reads the offset with HEAD after any failure) and records
+what the server claimed, so tests can check the claims against Notion's side."""
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+@dataclass
+class UploadResult:
+    url: str = ""
+    completed_at: float = 0.0
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _meta(**kv: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in kv.items())
+
+
+def _wait(response: requests.Response | None, failures: int) -> float:
+    if response is not None and response.headers.get("Retry-After", "").isdigit():
+        return min(float(response.headers["Retry-After"]), 10.0)
+    return min(0.2 * 2 ** min(failures, 5), 5.0)
+
+
+def upload(base_url: str, path: Path, chunk_size: int, deadline_s: float = 600.0,
+           on_complete=None, filetype: str = "text/plain") -> UploadResult:
+    """Upload `path` through tus, persisting through errors until `deadline_s` passes.
+
+    `on_complete(upload_url)` is called the moment the server first claims completion."""
+    result = UploadResult()
+    size = path.stat().st_size
+    end = time.monotonic() + deadline_s
+    failures = 0
+    session = requests.Session()
+    while not result.url:
+        r = None
+        try:
+            r = session.post(f"{base_url}/files/", headers={
+                **TUS, "Upload-Length": str(size), "Upload-Metadata": _meta(filename=path.name, filetype=filetype)},
+                timeout=60)
+            if r.status_code == 201:
+                result.url = r.headers["Location"]
+                break
+            result.errors.append(f"create {r.status_code}")
+        except requests.RequestException as exc:
+            result.errors.append(f"create {type(exc).__name__}")
+        failures += 1
+        if time.monotonic() > end:
+            raise AssertionError(f"could not create an upload: {result.errors[-5:]}")
+        time.sleep(_wait(r, failures))
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            if time.monotonic() > end:
+                raise AssertionError(f"upload did not finish in time: {result.errors[-10:]}")
+            r = None
+            try:
+                f.seek(offset)
+                chunk = f.read(chunk_size)
+                result.attempts += 1
+                r = session.patch(result.url, data=chunk, timeout=120, headers={
+                    **TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)})
+                if r.status_code == 204:
+                    offset = int(r.headers["Upload-Offset"])
+                    failures = 0
+                    if offset == size:
+                        result.completed_at = time.monotonic()
+                        if on_complete:
+                            on_complete(result.url)
+                        return result
+                    continue
+                result.errors.append(f"patch {r.status_code} {r.text[:120]}")
+            except requests.RequestException as exc:
+                result.errors.append(f"patch {type(exc).__name__}")
+            failures += 1
+            time.sleep(_wait(r, failures))
+            try:
+                head = session.head(result.url, headers=TUS, timeout=30)
+                if head.status_code == 200:
+                    offset = int(head.headers["Upload-Offset"])
+                    if offset == size:  # the server says it is done: it must hold in Notion
+                        result.completed_at = time.monotonic()
+                        if on_complete:
+                            on_complete(result.url)
+                        return result
+                else:
+                    result.errors.append(f"head {head.status_code}")
+            except requests.RequestException as exc:
+                result.errors.append(f"head {type(exc).__name__}")
