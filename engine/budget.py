@@ -5,15 +5,22 @@ because Notion's limit is per integration, not per request.
 """
 from __future__ import annotations
 
+import math
+
 from engine.clock import Clock
 
 
 class RequestBudget:
     def __init__(self, clock: Clock, requests: int, window_s: float) -> None:
         self.clock = clock
-        self.capacity = float(requests)
+        # Why a headroom of 5% (at least one request): our clock and Notion's see each request
+        # at slightly different moments (a 20 MiB part arrives later than it left), so a bucket
+        # exactly as full as Notion's would now and then earn a 429 that our pacing caused.
+        # Refilling at the same rate, Notion's bucket then always stays that far ahead of ours.
+        headroom = max(1, math.ceil(0.05 * requests)) if requests > 1 else 0
+        self.capacity = float(requests - headroom)
         self.rate_per_s = requests / window_s
-        self._tokens = float(requests)
+        self._tokens = self.capacity
         self._stamp = clock.monotonic()
         self._paused_until = 0.0
         self.rate_limited_count = 0

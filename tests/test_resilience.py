@@ -1,0 +1,111 @@
+"""Resilience against Notion and load: breaker, exhausted retries, budget, memory admission."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from tests.support.processes import wait_until
+from tests.support.relay import MIB, make_file, start_relay
+from tests.support.tusclient import upload
+from tests.support.emulator import start_emulator
+from tests.test_tus_protocol import TUS, create, patch
+
+
+def breaker(relay, name: str = "notion_api") -> dict:
+    breakers = relay.health()["components"]["circuit_breakers"]["breakers"]
+    return next(b for b in breakers if b["name"] == name)
+
+
+def test_open_breaker_refuses_new_uploads_while_running_ones_wait(relay_factory, emulator, tmp_path):
+    relay = relay_factory(CB_NOTION_FAILURE_THRESHOLD="2", CB_NOTION_TIMEOUT_DURATION="1",
+                          MAX_RETRIES="30", INITIAL_RETRY_DELAY="0.1", MAX_RETRY_DELAY="0.5")
+    path = tmp_path / "waits.txt"
+    sha = make_file(path, 31 * MIB)
+    url = create(relay.url, 31 * MIB).headers["Location"]
+    emulator.outage(4, 503)
+    outcome: dict = {}
+
+    def run() -> None:
+        with open(path, "rb") as f:
+            outcome["patch"] = patch(url, 0, f.read())
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    wait_until(lambda: breaker(relay)["state"] == "OPEN", timeout_s=10, message="the breaker to open")
+    refused = requests.post(f"{relay.url}/api/upload/create-session",
+                            json={"filename": "x.txt", "fileSize": 10}, timeout=10)
+    assert refused.status_code == 503
+    body = refused.json()
+    assert body["circuit_breaker_state"] in ("OPEN", "HALF_OPEN") and body["retry_after"] >= 1
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert relay.health()["status"] == "degraded"
+    worker.join(60)
+    assert outcome["patch"].status_code == 204, outcome["patch"].text
+    status = relay.status(url.rsplit("/", 1)[-1])
+    assert status["status"] == "completed"
+    assert emulator.upload(status["notion"]["file_upload_id"])["sha256"] == sha
+    wait_until(lambda: breaker(relay)["state"] == "CLOSED", timeout_s=10, message="the breaker to close")
+
+
+def test_exhausted_retries_leave_the_upload_resumable(relay_factory, emulator, tmp_path):
+    relay = relay_factory(MAX_RETRIES="1", INITIAL_RETRY_DELAY="0.05", CB_NOTION_FAILURE_THRESHOLD="50")
+    data = (b"resumable " * 2 * MIB)[: 12 * MIB]
+    url = create(relay.url, len(data)).headers["Location"]
+    emulator.set_faults({"rate": 1, "kinds": {"503": 1}, "endpoints": ["send"], "count": 2})
+    failed = patch(url, 0, data)
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["can_resume"] is True and int(failed.headers["Retry-After"]) >= 1
+    upload_id = url.rsplit("/", 1)[-1]
+    status = relay.status(upload_id)
+    assert status["status"] == "failed" and status["can_resume"] is True
+    head = requests.head(url, headers=TUS, timeout=10)
+    offset = int(head.headers["Upload-Offset"])
+    assert offset == len(data) - 1  # every byte is kept; only the last one is asked for again
+    done = patch(url, offset, data[offset:])
+    assert done.status_code == 204 and done.headers["Upload-Status"] == "completed"
+    stored = emulator.upload(relay.status(upload_id)["notion"]["file_upload_id"])
+    import hashlib
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_memory_at_the_critical_threshold_refuses_uploads(relay_factory):
+    relay = relay_factory(TOTAL_MEMORY_MB="512", MEMORY_LOW_THRESHOLD="1", MEMORY_MEDIUM_THRESHOLD="2",
+                          MEMORY_HIGH_THRESHOLD="3", MEMORY_CRITICAL_THRESHOLD="4")
+    health = relay.health()
+    resources = health["components"]["resource_manager"]
+    assert resources["resource_state"] == "CRITICAL" and resources["optimal_workers"] == 1
+    r = requests.post(f"{relay.url}/files/", headers={**TUS, "Upload-Length": "10"}, timeout=10)
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) == 30
+    assert r.json()["error"].startswith("Upload rejected due to resource constraints: Memory would exceed critical limit")
+
+
+def test_admission_is_bounded_by_max_concurrent_uploads_and_queue(relay_factory):
+    relay = relay_factory(MAX_CONCURRENT_UPLOADS="1", QUEUE_SIZE_LIMIT="1")
+    assert create(relay.url, 100).status_code == 201
+    assert create(relay.url, 100).status_code == 201
+    third = create(relay.url, 100)
+    assert third.status_code == 503 and third.headers["Retry-After"]
+
+
+def test_the_request_budget_keeps_notion_from_ever_saying_429(tmp_path, redis_server):
+    emulator = start_emulator(tmp_path / "emulator", "--rate-limit", "10/5")
+    relay = start_relay(tmp_path / "relay", emulator.url, redis_server.url, NOTION_RATE_LIMIT="10/5")
+    try:
+        files = []
+        for i in range(4):
+            path = tmp_path / f"paced-{i}.txt"
+            files.append((path, make_file(path, 31 * MIB, seed=i)))
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda f: upload(relay.url, f[0], 8 * MIB, deadline_s=120), files))
+        for (path, sha), result in zip(files, results):
+            status = relay.status(result.url.rsplit("/", 1)[-1])
+            assert emulator.upload(status["notion"]["file_upload_id"])["sha256"] == sha
+        stats = emulator.stats()
+        assert stats["rate_limited"] == 0
+        assert sum(r.get("429", 0) for r in stats["requests"].values()) == 0
+        assert stats["requests_total"] >= 29
+    finally:
+        relay.stop()
+        emulator.stop()
