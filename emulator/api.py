@@ -1,9 +1,9 @@
 """The /v1 endpoints: Notion's File Upload API, users/me and block children.
 
-Every request goes through the same gate, in Notion's order as far as it can be observed:
-route and method (400 invalid_request_url), outage, Authorization (401), Notion-Version
-(400 missing_version), the token's request budget (429), then an injected fault, then the
-endpoint's own validation. The rules themselves live in `rules.py` and `filetypes.py`.
+Every request goes through the same gate: an outage (which fails everything), then route and
+method (400 invalid_request_url), Authorization (401), Notion-Version (400 missing_version),
+the token's request budget (429), then an injected fault, then the endpoint's own
+validation. The rules themselves live in `rules.py` and `filetypes.py`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 import tornado.web
 from tornado.web import stream_request_body
 
-from . import errors, filetypes, objects, rules
+from . import errors, objects, rules
 from .errors import NotionError, validation_error
 from .faults import STATUS_KINDS
 from .multipart import FormError, FormStream, boundary_of
@@ -92,7 +92,13 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if not isinstance(exc, NotionError):
+        if isinstance(exc, NotionError):
+            pass
+        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
+            # Tornado's own refusals (e.g. a path that is not UTF-8) in Notion's shape.
+            code = errors.CODE_FOR_STATUS.get(exc.status_code, "invalid_request")
+            exc = NotionError(exc.status_code, code, "Invalid request.")
+        else:
             # An emulator bug: answer like Notion would, never with a stack trace.
             exc = NotionError(500, "internal_server_error", "Unexpected error occurred.")
         self.set_status(exc.status_code, reason=exc.reason)
@@ -235,10 +241,9 @@ class ApiHandler(tornado.web.RequestHandler):
 
 
 class UnknownRouteHandler(ApiHandler):
-    ENDPOINTS = {}
+    """Everything else: the gate answers 400 invalid_request_url (or the outage status)."""
 
-    def get(self) -> None:  # pragma: no cover - the gate always answers first
-        raise errors.invalid_request_url()
+    ENDPOINTS = {}
 
 
 # --- file uploads ----------------------------------------------------------------------------
@@ -311,6 +316,8 @@ class CompleteHandler(ApiHandler):
         upload.size, upload.sha256 = size, sha256
         upload.stored_status = "uploaded"
         emu.store.touch(upload)
+        if emu.config.discard_files:
+            emu.store.delete_files(upload)
         self.reply(self.upload_json(upload))
 
 
@@ -336,20 +343,23 @@ class SendHandler(ApiHandler):
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(rules.MAX_SEND_BODY_BYTES)  # type: ignore[union-attr]
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > rules.MAX_SEND_BODY_BYTES:
-            # Refuse before reading 20+ MiB that could never be accepted.
+        too_big = length is not None and length.isdigit() and int(length) > rules.MAX_SEND_BODY_BYTES
+        # Errors found before the body are answered after it was read (and discarded), like
+        # a proxy that buffers the request would: the client sees a clean response, not a
+        # connection closed in the middle of its upload. Only a body that is too big to be
+        # worth reading is refused at once (Tornado then closes the connection).
+        try:
+            self.gate()
+        except NotionError as e:
+            if self.request.method != "POST" or too_big:
+                raise
+            self.deferred = e
+            return
+        if too_big:
             raise validation_error(
                 f"The request body is {length} bytes; a send may carry at most 20 MiB of file "
                 "data (use multi_part for larger files)."
             )
-        # Errors found before the body are answered after it was read (and discarded), like
-        # a proxy that buffers the request would: the client sees a clean response, not a
-        # connection closed in the middle of its upload.
-        try:
-            self.gate()
-        except NotionError as e:
-            self.deferred = e
-            return
         self.fault = self.emu.faults.pick(self.endpoint)
         if self.fault == "reset":
             # Close the socket once about half of the body has arrived.
@@ -434,6 +444,8 @@ class SendHandler(ApiHandler):
             upload.content_type = accepted.content_type
             upload.size, upload.sha256 = accepted.size, accepted.sha256
             upload.stored_status = "uploaded"
+            if emu.config.discard_files:
+                emu.store.delete_files(upload)
 
     def release(self) -> None:
         if self.form is not None:

@@ -50,6 +50,7 @@ class EmulatorConfig:
     sweep_interval_s: float = 30.0
     access_log: bool = False
     max_file_bytes_override: int | None = None
+    discard_files: bool = False
 
     @property
     def max_file_bytes(self) -> int:
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often expired uploads' part files are deleted (default 30)",
     )
     p.add_argument(
+        "--discard-files",
+        action="store_true",
+        help="delete an upload's bytes once its size and sha256 are recorded (long benchmarks)",
+    )
+    p.add_argument(
         "--access-log", action="store_true", help="log every request to stderr (Tornado format)"
     )
     return p
@@ -136,4 +142,5 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         sweep_interval_s=ns.sweep_interval_s,
         access_log=ns.access_log,
         max_file_bytes_override=ns.max_file_bytes,
+        discard_files=ns.discard_files,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.emulator import NotionClient, start_emulator
+from tests.support.emulator import NotionClient, running_emulator
 
 MIB = 2**20
 SIZE = 1024 * MIB
@@ -57,8 +57,7 @@ class PeakRss:
 def test_one_gib_in_20_mib_parts(tmp_path: Path) -> None:
     source = tmp_path / "big.bin"
     expected_sha256 = make_file(source, SIZE)
-    emu = start_emulator(tmp_path, "--rate-limit", "1000/60")
-    try:
+    with running_emulator(tmp_path, "--rate-limit", "1000/60") as emu:
         client = NotionClient(emu)
         parts = -(-SIZE // PART)
         upload_id = client.create_ok(mode="multi_part", filename="big.txt", number_of_parts=parts)["id"]
@@ -86,5 +85,3 @@ def test_one_gib_in_20_mib_parts(tmp_path: Path) -> None:
         assert emu.stats()["bytes_received"] > SIZE
         print(f"emulator RSS: baseline {baseline / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB")
         assert peak < RSS_LIMIT, f"peak RSS {peak / MIB:.1f} MiB (baseline {baseline / MIB:.1f} MiB)"
-    finally:
-        emu.stop()

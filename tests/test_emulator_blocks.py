@@ -10,20 +10,18 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.support.emulator import EmulatorProcess, NotionClient, error_code, start_emulator
+from tests.support.emulator import EmulatorProcess, NotionClient, error_code, running_emulator
 
 MIB = 2**20
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    process = start_emulator(
+    with running_emulator(
         tmp_path_factory.mktemp("blocks"),
         "--rate-limit", "100000/60", "--token", "token-a", "--token", "token-b",
-    )
-    yield process
-    process.stop()
-    assert "Traceback" not in process.output()
+    ) as process:
+        yield process
 
 
 @pytest.fixture

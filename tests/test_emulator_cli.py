@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.emulator import NotionClient, start_emulator
+from tests.support.emulator import NotionClient, running_emulator, start_emulator
 from tests.support.processes import ROOT, ManagedProcess
 
 
@@ -44,24 +44,18 @@ def test_exits_cleanly_on_signals(tmp_path: Path, sig: int) -> None:
 
 
 def test_defaults_token_and_paid_plan(tmp_path: Path) -> None:
-    emu = start_emulator(tmp_path)
-    try:
+    with running_emulator(tmp_path) as emu:
         assert emu.token == "emulator-token"
         me = NotionClient(emu).request("GET", "/v1/users/me").json()
         assert me["bot"]["workspace_limits"]["max_file_upload_size_in_bytes"] == 5 * 2**30
-    finally:
-        emu.stop()
 
 
 def test_custom_token_and_max_file_bytes(tmp_path: Path) -> None:
-    emu = start_emulator(tmp_path, "--token", "secret", "--max-file-bytes", "1234")
-    try:
+    with running_emulator(tmp_path, "--token", "secret", "--max-file-bytes", "1234") as emu:
         assert emu.token == "secret"
         assert NotionClient(emu, token="emulator-token").request("GET", "/v1/users/me").status_code == 401
         me = NotionClient(emu).request("GET", "/v1/users/me").json()
         assert me["bot"]["workspace_limits"]["max_file_upload_size_in_bytes"] == 1234
-    finally:
-        emu.stop()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pycurl
 import pytest
 import requests
 
-from tests.support.emulator import EmulatorProcess, NotionClient, error_code, start_emulator
+from tests.support.emulator import EmulatorProcess, NotionClient, error_code, running_emulator, start_emulator
 from tests.support.processes import wait_until
 
 MIB = 2**20
@@ -18,10 +18,8 @@ MIB = 2**20
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    process = start_emulator(tmp_path_factory.mktemp("faults"), "--rate-limit", "100000/60")
-    yield process
-    process.stop()
-    assert "Traceback" not in process.output()
+    with running_emulator(tmp_path_factory.mktemp("faults"), "--rate-limit", "100000/60") as process:
+        yield process
 
 
 @pytest.fixture
@@ -254,12 +252,8 @@ def test_outage_with_429_carries_retry_after(client: NotionClient, emu: Emulator
 
 
 def test_faults_flag_at_startup(tmp_path: Path) -> None:
-    process = start_emulator(
-        tmp_path, "--faults", '{"rate": 1, "kinds": {"502": 1}, "endpoints": ["users_me"]}'
-    )
-    try:
+    plan = '{"rate": 1, "kinds": {"502": 1}, "endpoints": ["users_me"]}'
+    with running_emulator(tmp_path, "--faults", plan) as process:
         client = NotionClient(process)
         assert client.request("GET", "/v1/users/me").status_code == 502
         assert client.create(filename="a.txt").status_code == 200
-    finally:
-        process.stop()

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import requests
 
-from tests.support.emulator import NotionClient, error_code, start_emulator
+from tests.support.emulator import NotionClient, error_code, running_emulator
 
 
 def test_a_burst_up_to_the_limit_then_429_with_retry_after(tmp_path: Path) -> None:
-    emu = start_emulator(tmp_path, "--rate-limit", "5/2")
-    try:
+    with running_emulator(tmp_path, "--rate-limit", "5/2") as emu:
         client = NotionClient(emu)
         # the whole budget is available at once (bursts allowed)
         assert [client.request("GET", "/v1/users/me").status_code for _ in range(5)] == [200] * 5
@@ -36,26 +35,20 @@ def test_a_burst_up_to_the_limit_then_429_with_retry_after(tmp_path: Path) -> No
         # waiting Retry-After is enough: a token has been refilled by then
         time.sleep(int(retry_after))
         assert client.request("GET", "/v1/users/me").status_code == 200
-    finally:
-        emu.stop()
 
 
 def test_retry_after_is_the_time_until_a_token_rounded_up(tmp_path: Path) -> None:
     # 2 requests per 10 s: an empty bucket refills one token in 5 s
-    emu = start_emulator(tmp_path, "--rate-limit", "2/10")
-    try:
+    with running_emulator(tmp_path, "--rate-limit", "2/10") as emu:
         client = NotionClient(emu)
         assert client.request("GET", "/v1/users/me").status_code == 200
         assert client.request("GET", "/v1/users/me").status_code == 200
         r = client.request("GET", "/v1/users/me")
         assert r.status_code == 429 and r.headers["Retry-After"] == "5"
-    finally:
-        emu.stop()
 
 
 def test_the_refill_rate_is_n_per_window(tmp_path: Path) -> None:
-    emu = start_emulator(tmp_path, "--rate-limit", "10/1")
-    try:
+    with running_emulator(tmp_path, "--rate-limit", "10/1") as emu:
         session = requests.Session()
         url, headers = f"{emu.url}/v1/users/me", emu.headers()
         started = time.monotonic()
@@ -69,17 +62,12 @@ def test_the_refill_rate_is_n_per_window(tmp_path: Path) -> None:
         assert ok <= 10 + 10 * elapsed + 1
         assert ok >= 10 + 10 * 1.5 * 0.7
         assert limited > 0
-    finally:
-        emu.stop()
 
 
 def test_each_token_has_its_own_bucket(tmp_path: Path) -> None:
-    emu = start_emulator(tmp_path, "--rate-limit", "2/60", "--token", "one", "--token", "two")
-    try:
+    with running_emulator(tmp_path, "--rate-limit", "2/60", "--token", "one", "--token", "two") as emu:
         one, two = NotionClient(emu, token="one"), NotionClient(emu, token="two")
         assert [one.request("GET", "/v1/users/me").status_code for _ in range(3)] == [200, 200, 429]
         assert [two.request("GET", "/v1/users/me").status_code for _ in range(2)] == [200, 200]
         # an unknown token is refused before it can spend anything
         assert NotionClient(emu, token="three").request("GET", "/v1/users/me").status_code == 401
-    finally:
-        emu.stop()

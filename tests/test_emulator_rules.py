@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+import pycurl
 import pytest
 import requests
 
-from tests.support.emulator import EmulatorProcess, NotionClient, error_code, start_emulator
+from tests.support.emulator import EmulatorProcess, NotionClient, error_code, running_emulator
 from tests.support.processes import wait_until
 
 MIB = 2**20
@@ -23,10 +24,8 @@ ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     # A generous budget: these tests are about the rules, not the rate limit.
-    process = start_emulator(tmp_path_factory.mktemp("rules"), "--rate-limit", "100000/60")
-    yield process
-    process.stop()
-    assert "Traceback" not in process.output()
+    with running_emulator(tmp_path_factory.mktemp("rules"), "--rate-limit", "100000/60") as process:
+        yield process
 
 
 @pytest.fixture
@@ -89,7 +88,16 @@ def test_json_body_must_parse(client: NotionClient) -> None:
 
 
 def test_unknown_routes_and_methods_are_invalid_request_urls(client: NotionClient) -> None:
-    for method, path in (("GET", "/v1/nothing"), ("DELETE", "/v1/file_uploads"), ("GET", "/")):
+    upload_id = single(client)
+    for method, path in (
+        ("GET", "/v1/nothing"),
+        ("DELETE", "/v1/file_uploads"),
+        ("GET", "/"),
+        ("GET", f"/v1/file_uploads/{upload_id}/send"),
+        ("PUT", f"/v1/file_uploads/{upload_id}/send"),
+        ("GET", f"/v1/file_uploads/{upload_id}/complete"),
+        ("POST", "/v1/users/me"),
+    ):
         r = client.request(method, path)
         assert r.status_code == 400 and error_code(r) == "invalid_request_url"
 
@@ -251,6 +259,20 @@ def test_single_part_is_at_most_20_mib(client: NotionClient, emu: EmulatorProces
     assert emu.upload(upload_id)["sha256"] == sha256_of(blob, 0, PART_MAX)
 
 
+def test_a_body_over_21_mib_is_refused_before_it_is_read(client: NotionClient, emu: EmulatorProcess, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.bin"
+    with open(huge, "wb") as f:
+        f.truncate(PART_MAX + 2 * MIB)
+    upload_id = single(client)
+    try:
+        r = client.send(upload_id, huge)
+        assert r.status_code == 400 and "20 MiB" in r.json()["message"]
+    except pycurl.error:
+        pass  # the server closed the connection while the client was still sending
+    assert emu.upload(upload_id)["parts"] == {}
+    assert emu.stats()["requests"]["send"].get("400", 0) >= 1
+
+
 def test_single_part_file_may_not_be_empty(client: NotionClient) -> None:
     r = client.send(single(client), b"")
     assert r.status_code == 400 and "empty" in r.json()["message"]
@@ -379,9 +401,8 @@ def test_complete_body_if_any_must_be_json(client: NotionClient) -> None:
 
 @pytest.fixture
 def free_emu(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    process = start_emulator(tmp_path, "--plan", "free")
-    yield process
-    process.stop()
+    with running_emulator(tmp_path, "--plan", "free") as process:
+        yield process
 
 
 def test_free_plan_is_5_mib_per_file_and_single_part_only(free_emu: EmulatorProcess, blob: Path) -> None:
@@ -424,8 +445,7 @@ def test_paid_plan_limit_is_checked_on_send_and_on_complete(client: NotionClient
 
 
 def test_expiry_time_is_created_plus_expiry_s(tmp_path: Path) -> None:
-    process = start_emulator(tmp_path, "--expiry-s", "1")
-    try:
+    with running_emulator(tmp_path, "--expiry-s", "1") as process:
         client = NotionClient(process)
         up = client.create_ok(filename="a.txt")
         pending_multi = multi(client, 2)
@@ -439,8 +459,6 @@ def test_expiry_time_is_created_plus_expiry_s(tmp_path: Path) -> None:
         assert r.status_code == 400 and "expired" in r.json()["message"]
         r = client.complete(pending_multi)
         assert r.status_code == 400 and "expired" in r.json()["message"]
-    finally:
-        process.stop()
 
 
 def test_uploads_expire_unless_attached(client: NotionClient, emu: EmulatorProcess) -> None:
@@ -466,8 +484,7 @@ def test_uploads_expire_unless_attached(client: NotionClient, emu: EmulatorProce
 
 
 def test_expired_uploads_lose_their_part_files(tmp_path: Path) -> None:
-    process = start_emulator(tmp_path, "--expiry-s", "1", "--sweep-interval-s", "0.1")
-    try:
+    with running_emulator(tmp_path, "--expiry-s", "1", "--sweep-interval-s", "0.1") as process:
         client = NotionClient(process)
         upload_id = multi(client, 2)
         assert client.send(upload_id, b"x" * PART_MIN, part_number=1).status_code == 200
@@ -475,5 +492,17 @@ def test_expired_uploads_lose_their_part_files(tmp_path: Path) -> None:
         assert any(part_dir.iterdir())
         wait_until(lambda: process.upload(upload_id)["files_deleted"], timeout_s=10)
         assert not part_dir.exists()
-    finally:
-        process.stop()
+
+
+def test_discard_files_keeps_the_record_but_not_the_bytes(tmp_path: Path) -> None:
+    with running_emulator(tmp_path, "--discard-files") as process:
+        client = NotionClient(process)
+        upload_id = multi(client, 1)
+        assert client.send(upload_id, b"abc", part_number=1).status_code == 200
+        assert client.complete(upload_id).status_code == 200
+        record = process.upload(upload_id)
+        assert record["sha256"] == hashlib.sha256(b"abc").hexdigest() and record["files_deleted"]
+        assert not (process.data_dir / "uploads" / upload_id).exists()
+        single_id = single(client)
+        assert client.send(single_id, b"xyz").status_code == 200
+        assert process.upload(single_id)["files_deleted"]

@@ -13,6 +13,7 @@ import io
 import json
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -126,6 +127,18 @@ class EmulatorProcess:
         return self.process.stop()
 
 
+@contextmanager
+def running_emulator(tmp_path: Path, *extra_args: str) -> Iterator[EmulatorProcess]:
+    """`with running_emulator(tmp_path, "--plan", "free") as emu:` — stopped on the way out,
+    and checked for stack traces in its output."""
+    emu = start_emulator(tmp_path, *extra_args)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+    assert "Traceback" not in emu.output(), emu.output()[-4000:]
+
+
 def start_emulator(tmp_path: Path, *extra_args: str) -> EmulatorProcess:
     """Start an emulator whose data lives under tmp_path (a fresh directory per call)."""
     tmp_path = Path(tmp_path)
@@ -198,26 +211,14 @@ class NotionClient:
         ]
         return self.request("PATCH", f"/v1/blocks/{page_id}/children", {"children": children})
 
-    def send(
-        self,
-        upload_id: str,
-        source: bytes | Path,
-        *,
-        part_number: int | str | None = None,
-        filename: str | None = "file.txt",
-        content_type: str | None = "text/plain",
-        offset: int = 0,
-        length: int | None = None,
-        fields: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        timeout_s: float = 60,
-    ) -> SendResponse:
-        """POST a part. `source` is bytes, or a file of which `length` bytes from `offset` go."""
+    def send(self, upload_id: str, source: bytes | Path, headers: dict[str, str] | None = None,
+             **options: Any) -> SendResponse:
+        """POST a part; `options` are send_form's (part_number, filename, content_type, …)."""
         return send_form(
             f"{self.emu.url}/v1/file_uploads/{upload_id}/send",
             {**self.emu.headers(self.token, self.version), **(headers or {})},
-            source, part_number=part_number, filename=filename, content_type=content_type,
-            offset=offset, length=length, fields=fields, timeout_s=timeout_s,
+            source,
+            **options,
         )
 
 
@@ -234,6 +235,8 @@ def send_form(
     fields: dict[str, str] | None = None,
     timeout_s: float = 60,
 ) -> SendResponse:
+    """POST a multipart/form-data send. `source` is bytes, or a file of which `length` bytes
+    from `offset` are streamed by libcurl (a 20 MiB part is never held in memory)."""
     curl = pycurl.Curl()
     mime = pycurl.CurlMime(curl)
     handle: BinaryIO | None = None
