@@ -47,7 +47,8 @@ async def serve(config: EmulatorConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     sweeper = PeriodicCallback(emu.store.sweep_expired, config.sweep_interval_s * 1000)
     sweeper.start()
-    print(f"emulator listening on http://{config.host}:{port}", flush=True)
+    host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literal in a URL
+    print(f"emulator listening on http://{host}:{port}", flush=True)
 
     await stop.wait()
     # Order: stop accepting, release stalled requests, then close what is still open.
