@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,12 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from engine.breaker import CircuitBreaker
-from engine.budget import RequestBudget
+from engine.budget import SharedRequestBudget
 from engine.clock import SystemClock
 from engine.embedded_redis import EmbeddedRedis
 from engine.errors import ServiceUnavailable
 from engine.guard import NotionGuard
+from engine.locks import UploadLocks
 from engine.notion import NotionClient, Timeouts
 from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
@@ -42,10 +45,10 @@ log = logging.getLogger("relay")
 events_log = logging.getLogger("relay.events")
 
 JSON_BODY_LIMIT_BYTES = 1 * 2**20
+OWNERSHIP_INTERVAL_S = 1.0
 # Spare curl handles beyond MAX_WORKERS part sends, so create/complete/attach never queue
 # inside CurlAsyncHTTPClient, where queued requests have no timeout (DESIGN.md quirks).
 CONTROL_CURL_HANDLES = 4
-SHUTDOWN_GRACE_S = 25.0
 
 
 def log_event(event: str, fields: dict[str, Any]) -> None:
@@ -93,7 +96,8 @@ class Relay:
         for breaker in (notion_breaker, upload_breaker):
             breaker.on_change(lambda name, old, new: events_log.warning(
                 "Circuit breaker %s %s (was %s)", name, "OPENED" if new == "OPEN" else new, old))
-        budget = RequestBudget(self.clock, *s.notion_rate_limit)
+        budget = SharedRequestBudget(self.clock, *s.notion_rate_limit, store=store)
+        locks = UploadLocks(store, self.instance_id(), s.lock_ttl_s)
         guard = NotionGuard(self.clock, notion_breaker, budget)
         limiter = AdaptiveLimiter(
             ResourceSampler(s.total_memory_mb, s.total_cpu_cores),
@@ -114,7 +118,8 @@ class Relay:
         service = UploadService(ServiceParts(
             clock=self.clock, notion=notion, guard=guard, store=store, scheduler=scheduler,
             retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
-            parent_page_id=s.notion_parent_page_id, listeners=[log_event, upload_outcome]))
+            parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
+            listeners=[log_event, upload_outcome]))
         self.service = service
         system = SystemView(self.clock, service, limiter, [notion_breaker, upload_breaker], budget, scheduler,
                             store, store_kind, s.max_concurrent_uploads, s.queue_size_limit)
@@ -146,7 +151,11 @@ class Relay:
             scheduler.pump()
             await store.ping()
 
-        self.ticker = PeriodicCallback(lambda: asyncio.ensure_future(tick()), s.metrics_interval_s * 1000)
+        self.loops = [
+            PeriodicCallback(lambda: asyncio.ensure_future(tick()), s.metrics_interval_s * 1000),
+            PeriodicCallback(lambda: asyncio.ensure_future(service.maintain()), OWNERSHIP_INTERVAL_S * 1000),
+            PeriodicCallback(lambda: asyncio.ensure_future(service.sweep()), s.cleanup_interval_s * 1000),
+        ]
         kwargs = {"service": service, "system": system}
         return tornado.web.Application([
             (r"/files/?", TusCollectionHandler, {"service": service}),
@@ -164,7 +173,8 @@ class Relay:
         sockets = bind_sockets(s.port, address=s.host)
         self.server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
-        self.ticker.start()
+        for loop in self.loops:
+            loop.start()
         self._install_signals()
         mode = "demo (Notion emulator)" if s.demo_mode else "notion"
         log.info("starting: mode=%s api=%s parent_page=%s", mode, s.notion_api_base, s.notion_parent_page_id)
@@ -184,16 +194,32 @@ class Relay:
         self.stopping = True
         asyncio.ensure_future(self.shutdown())
 
+    def instance_id(self) -> str:
+        """Stable across restarts on the same DATA_DIR, so a restarted relay keeps its uploads'
+        locks instead of waiting for them to lapse."""
+        if self.settings.instance_id:
+            return self.settings.instance_id
+        path = self.settings.data_dir / "instance-id"
+        try:
+            return path.read_text().strip()
+        except OSError:
+            value = f"{socket.gethostname()}-{secrets.token_hex(6)}"
+            path.write_text(value)
+            return value
+
     async def shutdown(self) -> None:
-        log.info("shutting down: no new connections; waiting up to %.0fs for parts in flight", SHUTDOWN_GRACE_S)
+        grace = self.settings.shutdown_timeout_s
+        log.info("shutting down: no new connections; waiting up to %.0fs for parts in flight", grace)
         if self.server is not None:
             self.server.stop()
-        self.ticker.stop()
-        deadline = self.clock.monotonic() + SHUTDOWN_GRACE_S
+        for loop in self.loops:
+            loop.stop()
+        deadline = self.clock.monotonic() + grace
+        # Parts in flight finish and their checkpoints are written (the part job awaits them).
         while self.scheduler.running and self.clock.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for session in list(self.service.live.values()):
-            session.assembler.close()
+        await self.service.flush(max(0.0, deadline - self.clock.monotonic()))
+        await self.service.release_all()
         await self.store.close()
         self.http.close()
         if self.embedded is not None:

@@ -142,6 +142,13 @@ class Settings:
     checkpoint_expiration_hours: float = _env("CHECKPOINT_EXPIRATION_HOURS", 24.0, _float, _between(0.001, 24 * 365))
     redis_url: str | None = _env("REDIS_URL", None, _optional_str)
 
+    # Several instances, housekeeping, shutdown (seconds)
+    instance_id: str | None = _env("INSTANCE_ID", None, _optional_str)
+    lock_ttl_s: float = _env("LOCK_TTL", 15.0, _float, _between(0.5, 3600))
+    owner_idle_timeout_s: float = _env("OWNER_IDLE_TIMEOUT", 300.0, _float, _between(1, 86400))
+    cleanup_interval_s: float = _env("CLEANUP_INTERVAL", 60.0, _float, _between(0.1, 86400))
+    shutdown_timeout_s: float = _env("SHUTDOWN_TIMEOUT", 25.0, _float, _between(0, 3600))
+
     @property
     def spool_dir(self) -> Path:
         return self.spool_dir_override or self.data_dir / "spool"

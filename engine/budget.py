@@ -5,9 +5,20 @@ because Notion's limit is per integration, not per request.
 """
 from __future__ import annotations
 
+import asyncio
 import math
+from typing import Protocol
 
 from engine.clock import Clock
+from engine.store import CheckpointStore, StoreUnavailable
+
+
+class Budget(Protocol):
+    async def take(self) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    def snapshot(self) -> dict: ...
 
 
 class RequestBudget:
@@ -67,4 +78,101 @@ class RequestBudget:
             "tokens": round(self.tokens, 2),
             "paused_for_s": round(max(0.0, self._paused_until - self.clock.monotonic()), 2),
             "rate_limited": self.rate_limited_count,
+        }
+
+
+# KEYS[1] the bucket hash; ARGV capacity, rate/s, and for a pause its seconds (else "").
+# Redis's own clock is the one clock every instance shares.
+_SHARED_BUCKET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cap, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'paused_until')
+local tokens = tonumber(b[1]) or cap
+local stamp = tonumber(b[2]) or now
+local paused = tonumber(b[3]) or 0
+tokens = math.min(cap, tokens + math.max(0, now - stamp) * rate)
+local wait = 0
+if ARGV[3] ~= '' then
+  paused = math.max(paused, now + tonumber(ARGV[3]))
+  tokens = 0
+elseif now < paused then
+  wait = paused - now
+elseif tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now), 'paused_until', tostring(paused))
+redis.call('EXPIRE', KEYS[1], 3600)
+return {tostring(wait), tostring(tokens), tostring(math.max(0, paused - now))}
+"""
+
+
+class SharedRequestBudget:
+    """The same bucket, kept in Redis so every instance using one Notion token shares it.
+
+    While Redis is away it falls back to a local bucket, so uploads keep moving; Notion's 429s
+    are still honoured if the instances together go over.
+    """
+
+    def __init__(self, clock: Clock, requests: int, window_s: float, store: CheckpointStore, key: str = "relay:budget") -> None:
+        self.local = RequestBudget(clock, requests, window_s)
+        self.clock = clock
+        self.capacity = self.local.capacity
+        self.rate_per_s = self.local.rate_per_s
+        self.store = store
+        self.key = key
+        self._script = store.redis.register_script(_SHARED_BUCKET)
+        self.rate_limited_count = 0
+        self._last_tokens = self.capacity
+        self._last_pause = 0.0
+        self.shared = True
+
+    async def _call(self, pause_s: float | None) -> float:
+        try:
+            wait, tokens, paused = await self.store.run(lambda: self._script(
+                keys=[self.key], args=[self.capacity, self.rate_per_s, "" if pause_s is None else pause_s]))
+        except StoreUnavailable:
+            self.shared = False
+            raise
+        self.shared = True
+        self._last_tokens, self._last_pause = float(tokens), float(paused)
+        return float(wait)
+
+    async def take(self) -> None:
+        while True:
+            try:
+                wait = await self._call(None)
+            except StoreUnavailable:
+                await self.local.take()
+                return
+            if wait <= 0:
+                return
+            await self.clock.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        self.rate_limited_count += 1
+        self.local.pause(seconds)
+
+        async def share() -> None:
+            try:
+                await self._call(seconds)
+            except Exception:
+                pass
+
+        asyncio.ensure_future(share())
+
+    @property
+    def tokens(self) -> float:
+        return self._last_tokens if self.shared else self.local.tokens
+
+    def snapshot(self) -> dict:
+        return {
+            "capacity": int(self.capacity),
+            "per_second": round(self.rate_per_s, 3),
+            "tokens": round(self.tokens, 2),
+            "paused_for_s": round(self._last_pause if self.shared else self.local.snapshot()["paused_for_s"], 2),
+            "rate_limited": self.rate_limited_count,
+            "shared": self.shared,
         }

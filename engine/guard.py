@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable, TypeVar
 
 from engine.breaker import CircuitBreaker
-from engine.budget import RequestBudget
+from engine.budget import Budget
 from engine.clock import Clock
 from engine.notion import Failure
 
@@ -19,7 +19,7 @@ DEFAULT_RATE_LIMIT_PAUSE_S = 1.0
 
 
 class NotionGuard:
-    def __init__(self, clock: Clock, breaker: CircuitBreaker, budget: RequestBudget) -> None:
+    def __init__(self, clock: Clock, breaker: CircuitBreaker, budget: Budget) -> None:
         self.clock = clock
         self.breaker = breaker
         self.budget = budget

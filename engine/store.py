@@ -35,7 +35,7 @@ class CheckpointStore:
         self.url = url
         self.clock = clock
         self.ttl_s = max(1, int(ttl_s))
-        self._redis = aioredis.Redis.from_url(
+        self.redis = aioredis.Redis.from_url(
             url,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
@@ -46,9 +46,10 @@ class CheckpointStore:
         self.last_error: str | None = None
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self.redis.aclose()
 
-    async def _run(self, coro_factory):
+    async def run(self, coro_factory):
+        """Run one Redis operation; any Redis trouble becomes StoreUnavailable."""
         try:
             result = await coro_factory()
         except (RedisError, OSError) as exc:
@@ -61,7 +62,7 @@ class CheckpointStore:
 
     async def ping(self) -> bool:
         try:
-            await self._run(self._redis.ping)
+            await self.run(self.redis.ping)
             return True
         except StoreUnavailable:
             return False
@@ -71,36 +72,60 @@ class CheckpointStore:
         data = json.dumps(record, separators=(",", ":"))
 
         async def op():
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(key, data, ex=self.ttl_s)
                 pipe.expire(_parts_key(record["id"]), self.ttl_s)
                 return await pipe.execute()
 
-        await self._run(op)
+        await self.run(op)
 
     async def load(self, upload_id: str) -> tuple[dict[str, Any], set[int]] | None:
         """The record and its durable parts, or None when unknown (or expired)."""
 
         async def op():
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.get(_record_key(upload_id))
                 pipe.smembers(_parts_key(upload_id))
                 return await pipe.execute()
 
-        raw, parts = await self._run(op)
+        raw, parts = await self.run(op)
         if raw is None:
             return None
         return json.loads(raw), {int(p) for p in parts}
 
     async def mark_part_done(self, upload_id: str, part_number: int) -> None:
         async def op():
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.sadd(_parts_key(upload_id), part_number)
                 pipe.expire(_parts_key(upload_id), self.ttl_s)
                 pipe.expire(_record_key(upload_id), self.ttl_s)
                 return await pipe.execute()
 
-        await self._run(op)
+        await self.run(op)
+
+    async def tombstone(self, record: dict[str, Any], ttl_s: int) -> None:
+        """Replace an upload's checkpoints by a short-lived record of why it is gone."""
+        data = json.dumps(record, separators=(",", ":"))
+
+        async def op():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(_record_key(record["id"]), data, ex=ttl_s)
+                pipe.delete(_parts_key(record["id"]))
+                return await pipe.execute()
+
+        await self.run(op)
+
+    async def upload_ids(self):
+        """Every upload id with a record (SCAN: never blocks Redis on a big keyspace)."""
+        cursor = 0
+        while True:
+            cursor, keys = await self.run(lambda: self.redis.scan(cursor, match="relay:upload:*", count=500))
+            for key in keys:
+                name = key.decode() if isinstance(key, bytes) else key
+                if not name.endswith(":parts"):
+                    yield name.rsplit(":", 1)[-1]
+            if not cursor:
+                return
 
     async def delete(self, upload_id: str) -> None:
-        await self._run(lambda: self._redis.delete(_record_key(upload_id), _parts_key(upload_id)))
+        await self.run(lambda: self.redis.delete(_record_key(upload_id), _parts_key(upload_id)))

@@ -12,6 +12,7 @@ import mimetypes
 import os
 import re
 import secrets
+import shutil
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from engine.errors import (ChecksumMismatch, InvalidUpload, NotionRejected, Offs
                            ServiceUnavailable, UploadBusy, UploadError, UploadFailed, UploadGone,
                            UploadNotFound, UploadTooLarge)
 from engine.guard import NotionGuard
+from engine.locks import UploadLocks
 from engine.notion import Failure, NotionClient, block_type_for
 from engine.partplan import PartPlan, PlanError, plan_parts
 from engine.retry import RetryPolicy
@@ -34,6 +36,8 @@ from engine.store import CheckpointStore, StoreUnavailable
 log = logging.getLogger("relay.uploads")
 
 NOTION_EXPIRY_S = 3600.0
+NOTION_WINDOW_PASSED = "Notion's upload window (1 hour from creation) has passed; start the upload again"
+TOMBSTONE_TTL_S = 3600
 MAX_FILENAME_BYTES = 900
 # How long a request that creates an upload may spend retrying Notion: the PaaS router cuts
 # requests at about 30 s, and an answer with Retry-After beats a cut connection.
@@ -81,6 +85,7 @@ class UploadSession:
         # The last request ended mid-body: bytes it delivered after the client gave up may have
         # moved us past the offset the client saw, so its next request may rewind (see begin_write).
         self.interrupted = False
+        self.last_activity = 0.0  # monotonic time of the last byte, part or request
         self.finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
         self.finalizing: asyncio.Task[None] | None = None
         self.retries = 0
@@ -198,6 +203,7 @@ class Writer:
         self.service.spawn(self.service.drain(self.session))
 
     def _detach(self) -> None:
+        self.session.last_activity = self.service.clock.monotonic()
         if self.session.writer is self:
             self.session.writer = None
 
@@ -244,6 +250,8 @@ class ServiceParts:
     spool_dir: Path
     part_size_bytes: int
     parent_page_id: str | None
+    locks: UploadLocks
+    owner_idle_s: float = 300.0
     listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
 
 
@@ -314,7 +322,12 @@ class UploadService:
             await self.p.store.save_record(record.to_dict())
         except StoreUnavailable:
             raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
-        session = self._open_session(record, set())
+        session = self._make_session(record, set())
+        try:
+            await self.p.locks.acquire(record.id)
+        except StoreUnavailable:
+            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+        self.live[record.id] = session
         self.emit("UPLOAD_START", upload_id=record.id, size=size, parts=plan.number_of_parts,
                   mode=plan.mode, filename=name)
         return session
@@ -338,19 +351,27 @@ class UploadService:
                                              retry_after_s=max(1, round(wait))) from None
                 await self.clock.sleep(wait)
 
-    def _open_session(self, record: UploadRecord, durable: set[int]) -> UploadSession:
+    def _make_session(self, record: UploadRecord, durable: set[int]) -> UploadSession:
         plan = PartPlan(size=record.size, part_size=record.part_size, number_of_parts=record.number_of_parts)
         assembler = PartAssembler(self.p.spool_dir / record.id, plan, received=plan.durable_offset(durable))
         session = UploadSession(record, plan, durable, assembler)
-        self.live[record.id] = session
+        session.last_activity = self.clock.monotonic()
+        if record.state == COMPLETED:
+            session.finished.set_result(None)
         return session
 
-    # --- lookup -----------------------------------------------------------------------------
+    # --- lookup and ownership ----------------------------------------------------------------
+    # An instance works on an upload only while it holds the upload's lock in Redis; uploads it
+    # holds are in `live`. Any other instance answers HEAD and status from the checkpoints.
 
     async def get(self, upload_id: str) -> UploadSession:
+        """The upload as this instance knows it: live if we work on it, else from the store."""
         session = self.live.get(upload_id)
         if session is not None:
             return session
+        return await self._load(upload_id)
+
+    async def _load(self, upload_id: str) -> UploadSession:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
             raise UploadNotFound("no such upload")
         try:
@@ -359,18 +380,129 @@ class UploadService:
             raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
         if loaded is None:
             raise UploadNotFound("no such upload (it may have expired)")
-        session = self.live.get(upload_id)  # another request may have loaded it meanwhile
+        data, durable = loaded
+        return self._make_session(UploadRecord.from_dict(data), durable)
+
+    async def claim(self, upload_id: str) -> UploadSession:
+        """The upload, owned by this instance, ready to take bytes; UploadBusy while another has it."""
+        session = self.live.get(upload_id)
         if session is not None:
             return session
-        data, durable = loaded
-        record = UploadRecord.from_dict(data)
-        session = self._open_session(record, durable)
-        # Files of parts Notion already holds are useless now; the rest is re-sent by the client.
-        for n in durable:
+        if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
+            raise UploadNotFound("no such upload")
+        try:
+            wait = await self.p.locks.acquire(upload_id)
+            if wait is not None:
+                await self.p.locks.request_handoff(upload_id)
+        except StoreUnavailable:
+            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+        if wait is not None:
+            raise UploadBusy("another instance is working on this upload; it is asked to hand it over",
+                             retry_after_s=max(1.0, min(wait, 5.0)))
+        session = self.live.get(upload_id)  # another request here may have claimed it meanwhile
+        if session is not None:
+            return session
+        try:
+            session = await self._load(upload_id)
+        except UploadError:
+            await self.p.locks.release(upload_id)
+            raise
+        session = self.live.setdefault(upload_id, session)
+        # Files of parts Notion already holds are useless; the client re-sends from its offset,
+        # which may be below what we now know to be durable (another instance went on meanwhile).
+        for n in session.durable:
             session.assembler.discard(n)
-        if record.state == COMPLETED:
-            session.finished.set_result(None)
+        session.interrupted = True
+        self.emit("UPLOAD_CLAIMED", upload_id=upload_id, durable_offset=session.durable_offset)
         return session
+
+    def busy(self, s: UploadSession) -> bool:
+        return bool(s.writer is not None or s.in_flight or s.ready or s.finalizing is not None)
+
+    async def maintain(self) -> None:
+        """Every second: refresh our locks; let go of uploads that are done, idle or wanted elsewhere."""
+        ids = list(self.live)
+        try:
+            verdicts = await self.p.locks.refresh(ids)
+        except StoreUnavailable:
+            return  # nobody can take our locks while Redis is away either
+        now = self.clock.monotonic()
+        for upload_id, verdict in verdicts.items():
+            s = self.live.get(upload_id)
+            if s is None:
+                continue
+            if verdict < 0:
+                self.emit("LOCK_LOST", upload_id=upload_id)
+                if s.writer is not None:
+                    s.writer.supersede()
+                self.live.pop(upload_id, None)
+                continue
+            wanted = verdict == 1
+            if wanted and s.writer is not None:
+                # The client went on elsewhere; the newest request wins, as on one instance.
+                s.writer.supersede()
+                s.writer = None
+            if self.busy(s):
+                continue
+            done = s.record.state in (COMPLETED, TERMINATED, EXPIRED)
+            if wanted or done or now - s.last_activity > self.p.owner_idle_s:
+                await self._release(s, reason="handoff" if wanted else "done" if done else "idle")
+
+    async def _release(self, s: UploadSession, reason: str) -> None:
+        self.live.pop(s.id, None)
+        s.assembler.remove_all()
+        await self.p.locks.release(s.id)
+        self.emit("UPLOAD_RELEASED", upload_id=s.id, reason=reason)
+
+    async def flush(self, timeout_s: float) -> None:
+        """Wait (up to timeout_s) for record writes still on their way to Redis."""
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
+    async def release_all(self) -> None:
+        for s in list(self.live.values()):
+            s.assembler.close()
+            await self.p.locks.release(s.id)
+
+    async def sweep(self) -> None:
+        """Expire what Notion has expired, and remove spool files no live upload needs."""
+        for s in list(self.live.values()):
+            self.check_expiry(s)
+            if s.record.state == EXPIRED and not self.busy(s):
+                await self._tombstone(s)
+                await self._release(s, reason="expired")
+        spool = self.p.spool_dir
+        if spool.is_dir():
+            for entry in spool.iterdir():
+                if entry.name not in self.live:
+                    shutil.rmtree(entry, ignore_errors=True)
+        # Uploads whose instance died are nobody's: expire those too, so no record outlives
+        # Notion's window without saying so.
+        try:
+            async for upload_id in self.p.store.upload_ids():
+                if upload_id in self.live:
+                    continue
+                loaded = await self.p.store.load(upload_id)
+                if loaded is None:
+                    continue
+                record = UploadRecord.from_dict(loaded[0])
+                if (record.state not in (COMPLETED, TERMINATED, EXPIRED) and record.expires_at is not None
+                        and self.clock.wall() >= record.expires_at):
+                    await self._tombstone(self._make_session(record, loaded[1]))
+        except StoreUnavailable:
+            pass
+
+    async def _tombstone(self, s: UploadSession) -> None:
+        """Checkpoints go; a short-lived record stays so clients get 410 rather than 404."""
+        s.record.state = EXPIRED
+        s.record.can_resume = False
+        s.record.error = s.record.error or NOTION_WINDOW_PASSED
+        try:
+            await self.p.store.tombstone(s.record.to_dict(), TOMBSTONE_TTL_S)
+        except StoreUnavailable:
+            return
+        self.emit("UPLOAD_EXPIRED", upload_id=s.id)
 
     def check_expiry(self, s: UploadSession) -> None:
         if s.record.state in (COMPLETED, TERMINATED):
@@ -379,13 +511,14 @@ class UploadService:
             if s.record.state != EXPIRED:
                 s.record.state = EXPIRED
                 s.record.can_resume = False
-                s.record.error = "Notion's upload window (1 hour from creation) has passed"
+                s.record.error = NOTION_WINDOW_PASSED
                 self._fail_waiters(s, UploadGone(s.record.error))
                 self.save(s)
 
     # --- writing ----------------------------------------------------------------------------
 
     def begin_write(self, s: UploadSession, offset: int, hold: bool = False) -> Writer:
+        s.last_activity = self.clock.monotonic()
         self.check_expiry(s)
         state = s.record.state
         if state in (TERMINATED, EXPIRED):
@@ -469,6 +602,7 @@ class UploadService:
             s.in_flight.discard(number)
             s.durable.add(number)
             s.assembler.discard(number)
+            s.last_activity = self.clock.monotonic()
             self.emit("PART_SUCCESS", upload_id=s.id, part=number, size=s.plan.part_length(number),
                       duration_s=round(self.clock.monotonic() - started, 3), attempts=failures + 1)
             self.maybe_finalize(s)
@@ -510,7 +644,7 @@ class UploadService:
         if expired:
             s.record.state = EXPIRED
             s.record.can_resume = False
-            s.record.error = "Notion's upload window (1 hour from creation) has passed"
+            s.record.error = NOTION_WINDOW_PASSED
             error: UploadError = UploadGone(s.record.error)
         else:
             s.record.state = FAILED
@@ -657,12 +791,11 @@ class UploadService:
         s.ready.clear()
         s.in_flight.clear()
         self._fail_waiters(s, UploadGone(s.record.error))
-        s.assembler.remove_all()
-        self.live.pop(s.id, None)
         try:
             await self.p.store.delete(s.id)
         except StoreUnavailable:
             raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+        await self._release(s, reason="terminated")
         self.emit("UPLOAD_TERMINATED", upload_id=s.id)
 
     def save(self, s: UploadSession) -> None:

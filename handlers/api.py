@@ -103,7 +103,7 @@ class StreamUploadHandler(StreamingBodyMixin):
         if self.request.method != "PUT":
             return
         try:
-            self.session = await self.service.get(self.path_args[0])
+            self.session = await self.service.claim(self.path_args[0])
             header = self.request.headers.get("Upload-Offset")
             offset = parse_offset(header, "Upload-Offset") if header is not None else 0
             self.start_body(self.session, offset, self.request.headers.get("Upload-Checksum"))

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.breaker import CLOSED, CircuitBreaker
-from engine.budget import RequestBudget
+from engine.budget import Budget
 from engine.clock import Clock
 from engine.resources import CRITICAL, AdaptiveLimiter
 from engine.scheduler import PartScheduler
@@ -21,7 +21,7 @@ class SystemView:
     service: UploadService
     limiter: AdaptiveLimiter
     breakers: list[CircuitBreaker]
-    budget: RequestBudget
+    budget: Budget
     scheduler: PartScheduler
     store: CheckpointStore
     store_kind: str

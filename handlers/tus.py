@@ -160,7 +160,9 @@ class TusUploadHandler(TusBase):
         method = self.method()
         if method not in ("HEAD", "PATCH", "DELETE"):
             raise RequestError(405, f"{method} is not allowed on an upload")
-        self.session = await self.service.get(upload_id)
+        # Writing needs ownership of the upload (a lock in Redis); reading does not.
+        lookup = self.service.claim if method in ("PATCH", "DELETE") else self.service.get
+        self.session = await lookup(upload_id)
         if method == "PATCH":
             content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type != OCTET_STREAM:
