@@ -45,13 +45,19 @@ class Stack:
         from tests.support.emulator import start_emulator
 
         self.folder = folder
+        self.relay = None
         self.emulator = start_emulator(folder / "emulator")
         self.redis = EmbeddedRedis(folder / "redis", tcp_port=free_tcp_port())
-        self.redis.start()
-        self.relay = start_relay(folder / "relay", self.emulator.url, self.redis.url, **relay_env)
+        try:
+            self.redis.start()
+            self.relay = start_relay(folder / "relay", self.emulator.url, self.redis.url, **relay_env)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.relay.stop()
+        if self.relay is not None:
+            self.relay.stop()
         self.redis.stop()
         self.emulator.stop()
 
