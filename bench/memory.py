@@ -37,6 +37,8 @@ FILENAME = "bench.txt"
 CONTENT_TYPE = "text/plain"
 SUBJECTS = ("sink", "curl", "relay")
 DEFAULT_SIZES = "100M,1G"
+# Shared machines are noisy: the least disturbed of three interleaved runs is the estimate.
+DEFAULT_REPEAT = 3
 
 # The targets of the issue ("Done when"); checked on the largest and smallest sizes of the run.
 RELAY_PEAK_RSS_MAX_MIB = 64.0
@@ -72,6 +74,7 @@ def measure_sink(payload: Payload, work: Path, logs: Path) -> procs.Usage:
     out_dir = work / "sink"
     sink, url = procs.start_sink(out_dir, logs)
     try:
+        _settle()
         with Http() as http, procs.UsageMeter(sink.pid) as meter:
             answer = http.put_file(f"{url}/sink/{FILENAME}", payload.path, payload.size_bytes,
                                    _timeout_s(payload))
@@ -84,46 +87,51 @@ def measure_sink(payload: Payload, work: Path, logs: Path) -> procs.Usage:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def measure_curl(payload: Payload, parts: Sequence[Path], emulator_url: str, logs: Path) -> procs.Usage:
-    args = ["--api", emulator_url, "--token", procs.EMULATOR_TOKEN, "--filename", FILENAME,
-            "--content-type", CONTENT_TYPE, *map(str, parts)]
-    uploader = procs.start_curl_uploader(args, logs)
-    try:
-        with procs.UsageMeter(uploader.pid) as meter:
-            uploader.signal(signal.SIGUSR1)
-            line = procs.wait_for_line(uploader, CURL_RESULT_PREFIX, _timeout_s(payload))
-        result = json.loads(line)
-        _expect(result["ok"], f"bare libcurl upload failed: {result.get('error')}")
-        _verify_in_emulator(payload, emulator_url, result["file_upload_id"])
-        assert meter.usage is not None
-        return meter.usage
-    finally:
-        procs.stop_all([uploader])
+def measure_curl(payload: Payload, parts: Sequence[Path], work: Path, logs: Path) -> procs.Usage:
+    with procs.running_emulator(work / "emulator", logs) as emulator_url:
+        args = ["--api", emulator_url, "--token", procs.EMULATOR_TOKEN, "--filename", FILENAME,
+                "--content-type", CONTENT_TYPE, *map(str, parts)]
+        uploader = procs.start_curl_uploader(args, logs)
+        try:
+            _settle()
+            with procs.UsageMeter(uploader.pid) as meter:
+                uploader.signal(signal.SIGUSR1)
+                line = procs.wait_for_line(uploader, CURL_RESULT_PREFIX, _timeout_s(payload))
+            result = json.loads(line)
+            _expect(result["ok"], f"bare libcurl upload failed: {result.get('error')}")
+            _verify_in_emulator(payload, emulator_url, result["file_upload_id"])
+            assert meter.usage is not None
+            return meter.usage
+        finally:
+            procs.stop_all([uploader])
 
 
-def measure_relay(payload: Payload, emulator_url: str, work: Path, logs: Path) -> procs.Usage:
-    try:
-        relay, url = procs.start_relay(emulator_url, work / "relay", logs, DEFAULT_PART_BYTES // MiB)
-    except Exception as exc:
-        raise BenchError(f"the relay did not start: {exc}") from exc
-    helpers = procs.children_of(relay.pid)
-    try:
-        with Http() as http:
-            with procs.UsageMeter(relay.pid) as meter:
-                upload_id = _relay_create(http, url, payload)
-                answer = http.put_file(f"{url}/api/upload/{upload_id}", payload.path,
-                                       payload.size_bytes, _timeout_s(payload))
+def measure_relay(payload: Payload, work: Path, logs: Path) -> procs.Usage:
+    with procs.running_emulator(work / "emulator", logs) as emulator_url:
+        try:
+            relay, url = procs.start_relay(emulator_url, work / "relay", logs, DEFAULT_PART_BYTES // MiB)
+        except Exception as exc:
+            raise BenchError(f"the relay did not start: {exc}") from exc
+        helpers = procs.children_of(relay.pid)
+        try:
+            with Http() as http:
+                _settle()
+                with procs.UsageMeter(relay.pid) as meter:
+                    upload_id = _relay_create(http, url, payload)
+                    answer = http.put_file(f"{url}/api/upload/{upload_id}", payload.path,
+                                           payload.size_bytes, _timeout_s(payload))
                 _expect(answer.status == 200 and answer.json().get("status") == "completed",
                         f"PUT /api/upload/{upload_id}: HTTP {answer.status}: {answer.body[:500]!r}")
-            file_upload_id = _relay_notion_id(http, url, upload_id)
-        _verify_in_emulator(payload, emulator_url, file_upload_id)
-        assert meter.usage is not None
-        return meter.usage
-    except (BenchError, HttpError) as exc:
-        raise BenchError(f"{exc}\n--- relay log (tail) ---\n{relay.output()[-3000:]}") from exc
-    finally:
-        procs.stop_all([relay])
-        procs.kill_leftovers(helpers)
+                file_upload_id = _relay_notion_id(http, url, upload_id)
+            _verify_in_emulator(payload, emulator_url, file_upload_id)
+            assert meter.usage is not None
+            return meter.usage
+        except (BenchError, HttpError) as exc:
+            raise BenchError(f"{exc}\n--- relay log (tail) ---\n{relay.output()[-3000:]}") from exc
+        finally:
+            procs.stop_all([relay])
+            procs.kill_leftovers(helpers)
+            shutil.rmtree(work / "relay", ignore_errors=True)
 
 
 def _relay_create(http: Http, url: str, payload: Payload) -> str:
@@ -164,6 +172,12 @@ def _expect(condition: bool, message: str) -> None:
         raise BenchError(message)
 
 
+def _settle() -> None:
+    """Flush dirty pages before a measurement: writeback left by the previous step (test data,
+    another subject's files) would otherwise compete with the subject measured next."""
+    os.sync()
+
+
 def _timeout_s(payload: Payload) -> float:
     return BASE_TIMEOUT_S + payload.size_bytes / MIN_BYTES_PER_S
 
@@ -171,38 +185,20 @@ def _timeout_s(payload: Payload) -> float:
 # --- one size, all subjects ----------------------------------------------------------------
 
 def run_size(payload: Payload, work: Path, logs: Path, repeat: int, subjects: Sequence[str]) -> list[Measurement]:
+    """Each subject `repeat` times, interleaved so that a noisy minute hits all of them."""
     parts = split_parts(payload, work / "parts") if "curl" in subjects else []
-    emulator_dir = work / "emulator"
-    emulator: procs.ManagedProcess | None = None
-    emulator_url = ""
-    emulator_error = ""
-    if {"curl", "relay"} & set(subjects):
-        try:
-            emulator, emulator_url = procs.start_emulator(emulator_dir, logs)
-        except Exception as exc:
-            # The sink needs no emulator, so it is still measured.
-            emulator_error = f"the emulator did not start: {exc}"
-
-    def upstream() -> str:
-        _expect(not emulator_error, emulator_error)
-        return emulator_url
-
+    # Each measurement starts its own processes (an emulator too) and deletes what they stored,
+    # so no run inherits the previous one's files, page cache or rate-limit bucket.
     actions: dict[str, Callable[[], procs.Usage]] = {
         "sink": lambda: measure_sink(payload, work, logs),
-        "curl": lambda: measure_curl(payload, parts, upstream(), logs),
-        "relay": lambda: measure_relay(payload, upstream(), work, logs),
+        "curl": lambda: measure_curl(payload, parts, work, logs),
+        "relay": lambda: measure_relay(payload, work, logs),
     }
-    results: list[Measurement] = []
     try:
-        # Subjects alternate within each repetition so a noisy minute hits all of them.
-        for run in range(1, repeat + 1):
-            for subject in subjects:
-                results.append(_measure(subject, payload, run, actions[subject]))
+        return [_measure(subject, payload, run, actions[subject])
+                for run in range(1, repeat + 1) for subject in subjects]
     finally:
-        procs.stop_all([emulator])
         shutil.rmtree(work / "parts", ignore_errors=True)
-        shutil.rmtree(emulator_dir, ignore_errors=True)
-    return results
 
 
 def _measure(subject: str, payload: Payload, run: int, action: Callable[[], procs.Usage]) -> Measurement:
@@ -225,7 +221,10 @@ def summarize(measurements: Sequence[Measurement], payloads: Sequence[Payload]) 
         row: dict[str, Any] = {"size": p.label, "size_bytes": p.size_bytes}
         for subject in SUBJECTS:
             ok = [m for m in measurements if m.size_label == p.label and m.subject == subject and m.usage]
-            row[f"{subject}_cpu_s_per_gib"] = min((m.cpu_s_per_gib for m in ok), default=None)
+            cpu = [m.cpu_s_per_gib for m in ok]
+            row[f"{subject}_cpu_s_per_gib"] = min(cpu, default=None)
+            # The spread shows how noisy the machine was; a wide one calls for more --repeat.
+            row[f"{subject}_cpu_s_per_gib_max"] = max(cpu, default=None)
             row[f"{subject}_peak_rss_mib"] = max((m.usage.peak_rss_bytes / MiB for m in ok), default=None)
         sink, curl, relay = (row[f"{s}_cpu_s_per_gib"] for s in SUBJECTS)
         row["floor_cpu_s_per_gib"] = sink + curl if sink is not None and curl is not None else None
@@ -263,7 +262,9 @@ def _check(name: str, value: float | None, passed: bool, unit: str) -> dict[str,
 _VERDICT = {True: ("PASS", "✅"), False: ("FAIL", "❌"), None: ("n/a ", "➖")}
 
 
-def results_document(payloads: Sequence[Payload], measurements: Sequence[Measurement], repeat: int) -> dict[str, Any]:
+def results_document(
+    payloads: Sequence[Payload], measurements: Sequence[Measurement], repeat: int, load_at_start: Sequence[float],
+) -> dict[str, Any]:
     summary = summarize(measurements, payloads)
     return {
         "benchmark": "memory",
@@ -274,6 +275,8 @@ def results_document(payloads: Sequence[Payload], measurements: Sequence[Measure
             "python": platform.python_version(),
             "tornado": tornado.version,
             "libcurl": pycurl.version,
+            # Load from other work on the machine when the run started (before our processes).
+            "loadavg_at_start": load_at_start,
         },
         "settings": {"repeat": repeat, "sample_interval_s": 0.05, "filename": FILENAME,
                      "content_type": CONTENT_TYPE, "malloc_env": procs.MALLOC_ENV},
@@ -302,18 +305,25 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def text_report(doc: dict[str, Any]) -> str:
-    lines = ["", "size    subject  CPU s   CPU s/GiB  wall s   MiB/s  idle RSS  peak RSS  children RSS",
-             "------  -------  ------  ---------  ------  ------  --------  --------  ------------"]
+    lines = ["", "size    subject  run  CPU s (user+sys)    CPU s/GiB  wall s   MiB/s  idle RSS  peak RSS  children RSS",
+             "------  -------  ---  ------------------  ---------  ------  ------  --------  --------  ------------"]
     for m in doc["measurements"]:
         if not m["ok"]:
             lines.append(f"{m['size']:<6}  {m['subject']:<7}  FAILED (run {m['run']}): {m['error'].splitlines()[0]}")
             continue
         lines.append(
-            f"{m['size']:<6}  {m['subject']:<7}  {m['cpu_s']:6.2f}  {m['cpu_s_per_gib']:9.2f}  "
+            f"{m['size']:<6}  {m['subject']:<7}  {m['run']:3d}  {m['cpu_s']:6.2f} ({m['user_s']:4.2f}+{m['system_s']:4.2f})"
+            f"  {m['cpu_s_per_gib']:9.2f}  "
             f"{m['wall_s']:6.1f}  {_fmt(m['mib_per_s'], '6.1f')}  {m['idle_rss_bytes'] / MiB:8.1f}  "
             f"{m['peak_rss_bytes'] / MiB:8.1f}  {m['children_peak_rss_bytes'] / MiB:12.1f}")
-    lines += ["", "RSS in MiB. floor = sink + curl CPU s/GiB (min over runs); peak = max over runs.", "",
-              markdown_table(doc), ""]
+    lines += ["", "RSS in MiB. floor = sink + curl CPU s/GiB (min over runs); peak = max over runs.",
+              f"Load average when the run started: {doc['host']['loadavg_at_start']} "
+              f"on {doc['host']['cpus']} CPUs (other work on the machine inflates CPU times).", ""]
+    for row in doc["summary"]:
+        spread = ", ".join(f"{s} {_fmt(row[f'{s}_cpu_s_per_gib'])}–{_fmt(row[f'{s}_cpu_s_per_gib_max'])}"
+                           for s in SUBJECTS)
+        lines.append(f"{row['size']}: CPU s/GiB min–max over runs: {spread}")
+    lines += ["", markdown_table(doc), ""]
     lines += [f"[{_VERDICT[c['pass']][0]}] {c['name']}: {_fmt(c['value'])} {c['unit']}"
               for c in doc["checks"]]
     for error in doc["errors"]:
@@ -345,12 +355,24 @@ def markdown_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to 4 decimals (10 ms CPU ticks make more digits noise)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 # --- entry point ---------------------------------------------------------------------------
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench memory", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated, e.g. 100M,1G (binary units)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per subject and size")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
+                        help=f"runs per subject and size (default {DEFAULT_REPEAT})")
     parser.add_argument("--subjects", default=",".join(SUBJECTS), help="a subset of sink,curl,relay")
     parser.add_argument("--out-dir", type=Path, default=procs.ROOT / "bench",
                         help="where results.json and results.md go (logs in OUT_DIR/out/logs)")
@@ -373,6 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = args.out_dir / "out" / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     work_root = Path(tempfile.mkdtemp(prefix="bench-memory-", dir=args.work_dir))
     payloads: list[Payload] = []
     measurements: list[Measurement] = []
@@ -387,14 +410,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
-    return results_document(payloads, measurements, args.repeat)
+    return results_document(payloads, measurements, args.repeat, load_at_start)
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     doc = run(args)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out_dir / "results.json").write_text(json.dumps(_rounded(doc), indent=2) + "\n")
     (args.out_dir / "results.md").write_text(markdown_report(doc))
     print(text_report(doc))
     print(f"\nwrote {args.out_dir / 'results.json'} and {args.out_dir / 'results.md'}")

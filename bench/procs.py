@@ -3,12 +3,14 @@ time (user + system) read before and after the work."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import psutil
 
@@ -30,6 +32,8 @@ START_TIMEOUT_S = 30.0
 class Usage:
     """What one process used while it did one piece of work."""
     cpu_s: float  # user + system of the process itself
+    user_s: float
+    system_s: float
     wall_s: float
     idle_rss_bytes: int  # just before the work
     peak_rss_bytes: int  # max of the sampled peak and the kernel's high-water mark
@@ -61,7 +65,7 @@ class UsageMeter:
         self._children = self._proc.children(recursive=True)
         self._hwm_reset = _reset_hwm(self._proc.pid)
         self._idle_rss = self._proc.memory_info().rss
-        self._cpu0 = _cpu_s(self._proc)
+        self._cpu0 = _cpu_times(self._proc)
         self._children_cpu0 = sum(_cpu_s(c) for c in self._children)
         self._t0 = time.monotonic()
         self._thread.start()
@@ -69,14 +73,16 @@ class UsageMeter:
 
     def __exit__(self, *exc: object) -> None:
         wall_s = time.monotonic() - self._t0
-        cpu_s = _cpu_s(self._proc) - self._cpu0
+        user_s, system_s = (after - before for after, before in zip(_cpu_times(self._proc), self._cpu0))
         children_cpu_s = sum(_cpu_s(c) for c in self._children) - self._children_cpu0
         self._stop.set()
         self._thread.join(5)
         self._sample()
         hwm = _read_hwm(self._proc.pid) if self._hwm_reset else None
         self.usage = Usage(
-            cpu_s=cpu_s,
+            cpu_s=user_s + system_s,
+            user_s=user_s,
+            system_s=system_s,
             wall_s=wall_s,
             idle_rss_bytes=self._idle_rss,
             peak_rss_bytes=max(self._peak, hwm or 0),
@@ -101,12 +107,17 @@ class UsageMeter:
         self._samples += 1
 
 
-def _cpu_s(proc: psutil.Process) -> float:
+def _cpu_times(proc: psutil.Process) -> tuple[float, float]:
+    """(user, system) seconds; zeros once the process is gone."""
     try:
         times = proc.cpu_times()
     except psutil.Error:
-        return 0.0
-    return times.user + times.system
+        return 0.0, 0.0
+    return times.user, times.system
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    return sum(_cpu_times(proc))
 
 
 def _rss(proc: psutil.Process) -> int:
@@ -144,14 +155,26 @@ def start_emulator(data_dir: Path, log_dir: Path) -> tuple[ManagedProcess, str]:
     proc = ManagedProcess(
         [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0",
          "--data-dir", str(data_dir),
-         # Notion's 180 requests/min would make the curl baseline and the relay, run back to
-         # back with one token, wait on each other; pacing is not what this benchmark measures.
+         # Pacing is not what this benchmark measures: Notion's 180 requests/min would turn a
+         # large upload's part count into waiting (the relay paces itself with its own budget).
          "--rate-limit", "100000/60"],
         r"emulator listening on (http://\S+)",
         log_dir / "emulator.log",
         timeout_s=START_TIMEOUT_S,
     )
     return proc, _ready_url(proc)
+
+
+@contextmanager
+def running_emulator(data_dir: Path, log_dir: Path) -> Iterator[str]:
+    """An emulator for one measurement; what it stored is deleted when it stops."""
+    emulator = None
+    try:
+        emulator, url = start_emulator(data_dir, log_dir)
+        yield url
+    finally:
+        stop_all([emulator])
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def start_relay(emulator_url: str, data_dir: Path, log_dir: Path, part_size_mb: int) -> tuple[ManagedProcess, str]:

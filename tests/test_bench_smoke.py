@@ -38,8 +38,8 @@ def test_a_wrong_sha256_fails_loudly(tmp_path: Path) -> None:
 
 def test_bench_memory_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "memory", "--sizes", SMOKE_SIZES, "--out-dir", str(tmp_path),
-         "--work-dir", str(tmp_path)],
+        [sys.executable, "-m", "bench", "memory", "--sizes", SMOKE_SIZES, "--repeat", "1",
+         "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=55,
     )
     assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
@@ -50,7 +50,8 @@ def test_bench_memory_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     for m in doc["measurements"]:
         assert m["cpu_s"] >= 0 and m["peak_rss_bytes"] > 0 and m["idle_rss_bytes"] > 0
     for row in doc["summary"]:
-        assert row["relay_over_floor"] is not None and row["relay_peak_rss_mib"] > 0
+        # CPU times come in 10 ms ticks, so at 8 MiB a floor of 0.0 (no ratio) is possible.
+        assert row["relay_cpu_s_per_gib"] is not None and row["relay_peak_rss_mib"] > 0
     assert len(doc["checks"]) == 3
     assert "| relay / floor |" in (tmp_path / "results.md").read_text()
     assert "relay / floor" in run.stdout
