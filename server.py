@@ -214,14 +214,17 @@ class Relay:
             self.server.stop()
         for loop in self.loops:
             loop.stop()
+        self.service.stop_taking_bytes()
         deadline = self.clock.monotonic() + grace
-        # Parts in flight finish and their checkpoints are written (the part job awaits them).
-        while self.scheduler.running and self.clock.monotonic() < deadline:
+        # Parts in flight finish and their checkpoints are written (the part job awaits them);
+        # uploads being completed get their complete/attach.
+        while not self.service.idle() and self.clock.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.service.flush(max(0.0, deadline - self.clock.monotonic()))
         await self.service.release_all()
         await self.store.close()
-        self.http.close()
+        if self.service.idle():
+            self.http.close()  # closing it under running transfers makes libcurl callbacks fail
         if self.embedded is not None:
             self.embedded.stop()
         log.info("stopped")

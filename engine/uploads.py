@@ -264,6 +264,7 @@ class UploadService:
         self._tasks: set[asyncio.Task[Any]] = set()
         # Set by server.py: raises ServiceUnavailable when new uploads must wait (breaker, memory).
         self.admission: Callable[[], None] | None = None
+        self.draining = False  # shutting down: no new requests
 
     # --- events for logs and metrics ------------------------------------------------------
 
@@ -453,6 +454,19 @@ class UploadService:
         s.assembler.remove_all()
         await self.p.locks.release(s.id)
         self.emit("UPLOAD_RELEASED", upload_id=s.id, reason=reason)
+
+    def stop_taking_bytes(self) -> None:
+        """Shutting down: detach every request from its upload; what they sent so far stays."""
+        self.draining = True
+        for s in self.live.values():
+            if s.writer is not None:
+                s.writer.supersede()
+                s.writer = None
+
+    def idle(self) -> bool:
+        """No part waiting or in flight and no upload being completed."""
+        return self.p.scheduler.running == 0 and not any(
+            s.ready or s.in_flight or s.finalizing is not None for s in self.live.values())
 
     async def flush(self, timeout_s: float) -> None:
         """Wait (up to timeout_s) for record writes still on their way to Redis."""

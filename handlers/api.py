@@ -8,7 +8,7 @@ import tornado.web
 from engine.clock import iso8601
 from engine.session import COMPLETED
 from engine.uploads import UploadService, UploadSession
-from handlers.base import BaseHandler
+from handlers.base import BaseHandler, refuse_while_draining
 from handlers.errors import RequestError
 from handlers.streaming import StreamingBodyMixin, parse_offset
 from handlers.system import SystemView
@@ -67,6 +67,7 @@ class CreateSessionHandler(BaseHandler):
 
     async def post(self) -> None:
         try:
+            refuse_while_draining(self, self.service)
             data = self.json_body()
             filename = data.get("filename")
             size = data.get("fileSize", data.get("file_size"))
@@ -103,6 +104,7 @@ class StreamUploadHandler(StreamingBodyMixin):
         if self.request.method != "PUT":
             return
         try:
+            refuse_while_draining(self, self.service)
             self.session = await self.service.claim(self.path_args[0])
             header = self.request.headers.get("Upload-Offset")
             offset = parse_offset(header, "Upload-Offset") if header is not None else 0

@@ -6,6 +6,8 @@ from typing import Any
 
 import tornado.web
 
+from engine.errors import ServiceUnavailable, UploadError
+
 from handlers.errors import STATUS_REASONS, RequestError, describe
 
 TUS_VERSION = "1.0.0"
@@ -84,9 +86,15 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, tornado.web.HTTPError):
             return super().log_exception(typ, value, tb)
         # Engine errors are expected outcomes, not crashes; the rest is logged once in describe().
-        from engine.errors import UploadError
         if not isinstance(value, UploadError):
             super().log_exception(typ, value, tb)
+
+
+def refuse_while_draining(handler: BaseHandler, service) -> None:
+    """A restarting server takes no new work; the client retries (elsewhere, behind a router)."""
+    if service.draining:
+        handler.set_header("Connection", "close")
+        raise ServiceUnavailable("the server is restarting; retry shortly", retry_after_s=2)
 
 
 class NotFoundHandler(BaseHandler):

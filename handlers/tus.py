@@ -12,9 +12,10 @@ from typing import Any
 import tornado.web
 
 from engine.clock import http_date
-from engine.session import COMPLETED
+from engine.errors import UploadGone
+from engine.session import COMPLETED, EXPIRED, TERMINATED
 from engine.uploads import UploadService, UploadSession
-from handlers.base import TUS_VERSION, BaseHandler
+from handlers.base import TUS_VERSION, BaseHandler, refuse_while_draining
 from handlers.errors import RequestError
 from handlers.streaming import CHECKSUM_ALGORITHMS, StreamingBodyMixin, parse_offset
 
@@ -69,6 +70,7 @@ class TusBase(StreamingBodyMixin):
         try:
             if self.request.method == "OPTIONS":
                 return
+            refuse_while_draining(self, self.service)
             if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
                 raise RequestError(412, f"Tus-Resumable: {TUS_VERSION} is required")
             await self.prepare_tus()
@@ -174,8 +176,7 @@ class TusUploadHandler(TusBase):
         session = self.session
         assert session is not None
         self.service.check_expiry(session)
-        if session.record.state in ("expired", "terminated"):
-            from engine.errors import UploadGone
+        if session.record.state in (EXPIRED, TERMINATED):
             self.send_failure(UploadGone(session.record.error or "the upload is gone"))
             return
         self.upload_headers(session)

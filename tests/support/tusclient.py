@@ -7,6 +7,7 @@ import base64
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -31,12 +32,17 @@ def _wait(response: requests.Response | None, failures: int) -> float:
     return min(0.2 * 2 ** min(failures, 5), 5.0)
 
 
-def upload(base_url: str, path: Path, chunk_size: int, deadline_s: float = 600.0,
-           on_complete=None, filetype: str = "text/plain") -> UploadResult:
+def upload(base_url: str | Callable[[], str], path: Path, chunk_size: int, deadline_s: float = 600.0,
+           on_complete=None, filetype: str = "text/plain", url: str | None = None,
+           on_created=None) -> UploadResult:
     """Upload `path` through tus, persisting through errors until `deadline_s` passes.
 
-    `on_complete(upload_url)` is called the moment the server first claims completion."""
-    result = UploadResult()
+    `base_url` may be a function, asked before every request (a client behind a router that
+    may send it to another instance). `url` continues an existing upload. `on_created(url)` and
+    `on_complete(url)` are called when the server creates the upload and first claims completion."""
+    base = base_url if callable(base_url) else (lambda: base_url)
+    result = UploadResult(url=url or "")
+    upload_path = "/files/" + url.rsplit("/", 1)[-1] if url else ""
     size = path.stat().st_size
     end = time.monotonic() + deadline_s
     failures = 0
@@ -44,11 +50,14 @@ def upload(base_url: str, path: Path, chunk_size: int, deadline_s: float = 600.0
     while not result.url:
         r = None
         try:
-            r = session.post(f"{base_url}/files/", headers={
+            r = session.post(f"{base()}/files/", headers={
                 **TUS, "Upload-Length": str(size), "Upload-Metadata": _meta(filename=path.name, filetype=filetype)},
                 timeout=60)
             if r.status_code == 201:
                 result.url = r.headers["Location"]
+                upload_path = "/files/" + result.url.rsplit("/", 1)[-1]
+                if on_created:
+                    on_created(result.url)
                 break
             result.errors.append(f"create {r.status_code}")
         except requests.RequestException as exc:
@@ -57,7 +66,7 @@ def upload(base_url: str, path: Path, chunk_size: int, deadline_s: float = 600.0
         if time.monotonic() > end:
             raise AssertionError(f"could not create an upload: {result.errors[-5:]}")
         time.sleep(_wait(r, failures))
-    offset = 0
+    offset = (_head(session, base() + upload_path, result) or 0) if url else 0
     with open(path, "rb") as f:
         while True:
             if time.monotonic() > end:
@@ -67,7 +76,7 @@ def upload(base_url: str, path: Path, chunk_size: int, deadline_s: float = 600.0
                 f.seek(offset)
                 chunk = f.read(chunk_size)
                 result.attempts += 1
-                r = session.patch(result.url, data=chunk, timeout=120, headers={
+                r = session.patch(base() + upload_path, data=chunk, timeout=120, headers={
                     **TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)})
                 if r.status_code == 204:
                     offset = int(r.headers["Upload-Offset"])
@@ -79,20 +88,29 @@ def upload(base_url: str, path: Path, chunk_size: int, deadline_s: float = 600.0
                         return result
                     continue
                 result.errors.append(f"patch {r.status_code} {r.text[:120]}")
+                if r.status_code in (404, 410):
+                    raise AssertionError(f"the upload is gone: {result.errors[-5:]}")
             except requests.RequestException as exc:
                 result.errors.append(f"patch {type(exc).__name__}")
             failures += 1
             time.sleep(_wait(r, failures))
-            try:
-                head = session.head(result.url, headers=TUS, timeout=30)
-                if head.status_code == 200:
-                    offset = int(head.headers["Upload-Offset"])
-                    if offset == size:  # the server says it is done: it must hold in Notion
-                        result.completed_at = time.monotonic()
-                        if on_complete:
-                            on_complete(result.url)
-                        return result
-                else:
-                    result.errors.append(f"head {head.status_code}")
-            except requests.RequestException as exc:
-                result.errors.append(f"head {type(exc).__name__}")
+            head = _head(session, base() + upload_path, result)
+            if head is not None:
+                offset = head
+                if offset == size:  # the server says it is done: it must hold in Notion
+                    result.completed_at = time.monotonic()
+                    if on_complete:
+                        on_complete(result.url)
+                    return result
+
+
+def _head(session: requests.Session, url: str, result: UploadResult) -> int | None:
+    try:
+        head = session.head(url, headers=TUS, timeout=30)
+    except requests.RequestException as exc:
+        result.errors.append(f"head {type(exc).__name__}")
+        return None
+    if head.status_code != 200:
+        result.errors.append(f"head {head.status_code}")
+        return None
+    return int(head.headers["Upload-Offset"])
