@@ -30,7 +30,7 @@ import tornado
 
 from bench import procs
 from bench.baselines import CURL_RESULT_PREFIX
-from bench.client import Http, HttpError
+from bench.client import Http
 from bench.payload import DEFAULT_PART_BYTES, GiB, MiB, Payload, make_payload, parse_size, sha256_of, split_parts
 
 FILENAME = "bench.txt"
@@ -126,7 +126,7 @@ def measure_relay(payload: Payload, work: Path, logs: Path) -> procs.Usage:
             _verify_in_emulator(payload, emulator_url, file_upload_id)
             assert meter.usage is not None
             return meter.usage
-        except (BenchError, HttpError) as exc:
+        except Exception as exc:
             raise BenchError(f"{exc}\n--- relay log (tail) ---\n{relay.output()[-3000:]}") from exc
         finally:
             procs.stop_all([relay])
@@ -250,7 +250,7 @@ def checks(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         growth = peak - base if peak is not None and base is not None else None
         out.insert(1, _check(
             f"relay peak RSS at {large['size']} within {RELAY_RSS_FLATNESS_MIB:g} MiB of {small['size']}",
-            growth, growth is not None and growth <= RELAY_RSS_FLATNESS_MIB, "MiB"))
+            growth, growth is not None and abs(growth) <= RELAY_RSS_FLATNESS_MIB, "MiB"))
     return out
 
 
@@ -388,6 +388,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.sizes = sorted(((label, parse_size(label)) for label in labels), key=lambda s: s[1])
     except ValueError as exc:
         parser.error(str(exc))
+    if not args.sizes:
+        parser.error("--sizes needs at least one size")
     return args
 
 
