@@ -339,7 +339,7 @@ def markdown_table(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {row['size']} | {_fmt(row['relay_peak_rss_mib'], '.1f')} | {_fmt(row['relay_cpu_s_per_gib'])} "
             f"| {_fmt(row['sink_cpu_s_per_gib'])} | {_fmt(row['curl_cpu_s_per_gib'])} "
-            f"| {_fmt(row['floor_cpu_s_per_gib'])} | {_fmt(row['relay_over_floor'])}× |")
+            f"| {_fmt(row['floor_cpu_s_per_gib'])} | {_fmt(row['relay_over_floor'])}{'×' if row['relay_over_floor'] is not None else ''} |")
     return "\n".join(lines)
 
 
