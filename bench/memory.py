@@ -336,10 +336,11 @@ def markdown_table(doc: dict[str, Any]) -> str:
              "| floor (sink + libcurl) | relay / floor |",
              "|---|---|---|---|---|---|---|"]
     for row in doc["summary"]:
+        ratio = row["relay_over_floor"]
         lines.append(
             f"| {row['size']} | {_fmt(row['relay_peak_rss_mib'], '.1f')} | {_fmt(row['relay_cpu_s_per_gib'])} "
             f"| {_fmt(row['sink_cpu_s_per_gib'])} | {_fmt(row['curl_cpu_s_per_gib'])} "
-            f"| {_fmt(row['floor_cpu_s_per_gib'])} | {_fmt(row['relay_over_floor'])}{'×' if row['relay_over_floor'] is not None else ''} |")
+            f"| {_fmt(row['floor_cpu_s_per_gib'])} | {_fmt(ratio)}{'' if ratio is None else '×'} |")
     return "\n".join(lines)
 
 
