@@ -11,11 +11,11 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
-# glibc keeps freed large buffers in its arenas; these return them to the system so the
-# relay's RSS reflects what it really holds (measured in DESIGN.md's quirks).
-export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-131072}
-export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
-export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
+# glibc allocator settings (malloc.env says why); a value already in the environment wins.
+while IFS='=' read -r key value; do
+  case "$key" in ''|\#*) continue ;; esac
+  [ -z "${!key:-}" ] && export "$key=$value"
+done < "$ROOT/malloc.env"
 export PYTHONUNBUFFERED=1
 
 python_for_venv() {

@@ -14,15 +14,11 @@ from typing import Iterator, Sequence
 
 import psutil
 
-from tests.support.processes import ROOT, ManagedProcess, wait_until
+from tests.support.processes import ROOT, ManagedProcess, malloc_env, wait_until
 
 # What run.sh exports: glibc then returns freed buffers to the system, so RSS shows what a
 # process really holds (DESIGN.md, "Known quirks").
-MALLOC_ENV = {
-    "MALLOC_ARENA_MAX": "2",
-    "MALLOC_TRIM_THRESHOLD_": "131072",
-    "MALLOC_MMAP_THRESHOLD_": "131072",
-}
+MALLOC_ENV = malloc_env()
 EMULATOR_TOKEN = "emulator-token"
 PARENT_PAGE_ID = "00000000-0000-4000-8000-000000000001"
 START_TIMEOUT_S = 30.0

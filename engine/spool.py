@@ -20,12 +20,23 @@ class PartAssembler:
         self.received = received  # bytes on disk, contiguous from offset 0 of the file
         self._fd: int | None = None
         self._fd_part = 0
+        self._fd_end = 0  # the file offset where the open part ends
 
     def part_path(self, number: int) -> Path:
         return self.directory / f"{number:04d}.part"
 
-    def write(self, data: bytes | memoryview) -> list[int]:
+    def write(self, data: bytes | memoryview) -> list[int] | tuple[()]:
         """Append `data` at `received`; return the part numbers this write completed."""
+        # Hot path (thousands of calls per GiB): a chunk that stays inside the open part.
+        size = len(data)
+        if self._fd is not None and self.received + size < self._fd_end:
+            if os.write(self._fd, data) == size:
+                self.received += size
+                return ()
+            self._close_fd()  # a short write: let the general path below sort it out
+        return self._write_spanning(data)
+
+    def _write_spanning(self, data: bytes | memoryview) -> list[int]:
         completed: list[int] = []
         view = memoryview(data)
         plan = self.plan
@@ -56,6 +67,7 @@ class PartAssembler:
         os.ftruncate(fd, offset_in_part)
         os.lseek(fd, offset_in_part, os.SEEK_SET)
         self._fd, self._fd_part = fd, number
+        self._fd_end = self.plan.part_end(number)
         return fd
 
     def _close_fd(self) -> None:

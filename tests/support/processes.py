@@ -105,6 +105,16 @@ class ManagedProcess:
         return self.proc.returncode
 
 
+def malloc_env() -> dict[str, str]:
+    """The allocator settings run.sh gives the relay (malloc.env), for tests and benchmarks."""
+    env = {}
+    for line in (ROOT / "malloc.env").read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            env[key] = value
+    return env
+
+
 def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.05, message: str = ""):
     """Poll predicate() until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout_s

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from tests.support.processes import PYTHON, ROOT, ManagedProcess
+from tests.support.processes import PYTHON, ROOT, ManagedProcess, malloc_env
 
 PAGE_ID = "00000000-0000-4000-8000-0000000000aa"
 MIB = 2**20
@@ -39,7 +39,7 @@ def start_relay(workdir: Path, emulator_url: str, redis_url: str | None, **env: 
         "NOTION_PARENT_PAGE_ID": PAGE_ID,
         "DATA_DIR": str(workdir / "data"),
         "METRICS_INTERVAL": "0.5",
-        "MALLOC_ARENA_MAX": "2",
+        **malloc_env(),
     }
     if redis_url:
         full_env["REDIS_URL"] = redis_url
