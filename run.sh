@@ -42,6 +42,18 @@ setup() {
   fi
 }
 
+# The browser tests drive Debian's chromium; install it when it is missing (root, apt).
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "run.sh: installing chromium for the browser tests" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 \
+      || echo "run.sh: could not install chromium; the browser tests will fail" >&2
+  else
+    echo "run.sh: chromium is missing and cannot be installed here (needs root and apt-get)" >&2
+  fi
+}
+
 # Demo mode: start the emulator on a free port, wait for its line, and point the relay at it.
 start_demo_emulator() {
   local data_dir=${DATA_DIR:-./data}
@@ -89,6 +101,7 @@ case "$cmd" in
     ;;
   test)
     setup requirements-dev.txt
+    ensure_chromium
     exec "$PY" -m pytest "$@"
     ;;
   emulator)
