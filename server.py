@@ -17,10 +17,10 @@ from typing import Any
 
 import tornado.web
 from tornado.curl_httpclient import CurlAsyncHTTPClient
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from engine.auth import Access
 from engine.breaker import CircuitBreaker
 from engine.budget import SharedRequestBudget
 from engine.clock import SystemClock
@@ -30,6 +30,7 @@ from engine.guard import NotionGuard
 from engine.locks import UploadLocks
 from engine.notion import NotionClient, Timeouts
 from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
+from engine.quotas import Quotas
 from engine.retry import RetryPolicy
 from engine.scheduler import PartScheduler
 from engine.session import FINAL_STATES
@@ -37,6 +38,7 @@ from engine.store import CheckpointStore
 from engine.uploads import ServiceParts, UploadService
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
 from handlers.base import NotFoundHandler
+from handlers.slowclients import BodyWatch, CappedHTTPServer
 from handlers.system import HealthHandler, SystemView
 from handlers.tus import TusCollectionHandler, TusUploadHandler
 from settings import Settings, SettingsError
@@ -68,7 +70,7 @@ class Relay:
         self.settings = settings
         self.clock = SystemClock()
         self.embedded: EmbeddedRedis | None = None
-        self.server: HTTPServer | None = None
+        self.server: CappedHTTPServer | None = None
         self.stopping = False
 
     def start_store(self) -> tuple[CheckpointStore, str]:
@@ -160,21 +162,31 @@ class Relay:
             PeriodicCallback(lambda: asyncio.ensure_future(service.maintain()), OWNERSHIP_INTERVAL_S * 1000),
             PeriodicCallback(lambda: asyncio.ensure_future(service.sweep()), s.cleanup_interval_s * 1000),
         ]
-        kwargs = {"service": service, "system": system}
+        access = Access(s.upload_tokens, s.observability_public, s.cors_origins, s.max_url_bytes)
+        self.access = access
+        service.check_owners = access.enabled
+        if access.enabled:
+            service.p.quotas = Quotas(store, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
+        self.body_watch = BodyWatch(self.clock, s.body_idle_timeout_s, s.body_min_rate_bps)
+        self.loops.append(PeriodicCallback(self.body_watch.tick, 1000))
+        streaming = {"service": service, "access": access, "body_watch": self.body_watch}
+        kwargs = {"service": service, "system": system, "access": access}
         return tornado.web.Application([
-            (r"/files/?", TusCollectionHandler, {"service": service}),
-            (r"/files/([^/]+)", TusUploadHandler, {"service": service}),
+            (r"/files/?", TusCollectionHandler, streaming),
+            (r"/files/([^/]+)", TusUploadHandler, streaming),
             (r"/api/upload/create-session", CreateSessionHandler, kwargs),
             (r"/api/upload/status/([^/]+)", StatusHandler, kwargs),
-            (r"/api/upload/([^/]+)", StreamUploadHandler, kwargs),
-            (r"/api/system/health", HealthHandler, {"system": system}),
+            (r"/api/upload/([^/]+)", StreamUploadHandler, {**kwargs, "body_watch": self.body_watch}),
+            (r"/api/system/health", HealthHandler, {"system": system, "access": access}),
         ], default_handler_class=NotFoundHandler, compress_response=False)
 
     async def serve(self) -> None:
         app = self.build()
         s = self.settings
-        self.server = HTTPServer(app, max_body_size=JSON_BODY_LIMIT_BYTES, xheaders=False, idle_connection_timeout=120,
-                                 chunk_size=BODY_CHUNK_BYTES)
+        # idle_connection_timeout is also Tornado's deadline for reading a request's headers.
+        self.server = CappedHTTPServer(app, max_connections=s.max_connections, max_body_size=JSON_BODY_LIMIT_BYTES,
+                                       xheaders=False, idle_connection_timeout=s.header_timeout_s,
+                                       chunk_size=BODY_CHUNK_BYTES, max_header_size=s.max_header_bytes)
         sockets = bind_sockets(s.port, address=s.host)
         self.server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]

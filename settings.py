@@ -12,7 +12,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from engine.auth import parse_upload_tokens
+
 MIB = 2**20
+SECRET_VARIABLES = frozenset({"NOTION_TOKEN", "UPLOAD_TOKENS", "REDIS_URL"})
 
 
 class SettingsError(ValueError):
@@ -149,6 +152,20 @@ class Settings:
     cleanup_interval_s: float = _env("CLEANUP_INTERVAL", 60.0, _float, _between(0.1, 86400))
     shutdown_timeout_s: float = _env("SHUTDOWN_TIMEOUT", 25.0, _float, _between(0, 3600))
 
+    # Access and hostile input (see README "Security")
+    upload_tokens: tuple[tuple[str, str], ...] = _env("UPLOAD_TOKENS", (), parse_upload_tokens)
+    observability_access: str | None = _env("OBSERVABILITY_ACCESS", None, _optional_str,
+                                            lambda v: None if v in ("public", "token") else "must be public or token")
+    quota_concurrent_uploads: int = _env("QUOTA_CONCURRENT_UPLOADS", 5, _int, _between(1, 10000))
+    quota_mb_per_hour: int = _env("QUOTA_MB_PER_HOUR", 20480, _int, _between(1, 10**9))
+    cors_origins: tuple[str, ...] = _env("CORS_ORIGINS", (), lambda t: tuple(o.strip().rstrip("/") for o in t.split(",") if o.strip()))
+    max_connections: int = _env("MAX_CONNECTIONS", 200, _int, _between(1, 100000))
+    max_header_bytes: int = _env("MAX_HEADER_BYTES", 16384, _int, _between(1024, 1048576))
+    max_url_bytes: int = _env("MAX_URL_BYTES", 2048, _int, _between(64, 65536))
+    header_timeout_s: float = _env("HEADER_TIMEOUT", 30.0, _float, _between(0.5, 3600))
+    body_idle_timeout_s: float = _env("BODY_IDLE_TIMEOUT", 30.0, _float, _between(0.5, 3600))
+    body_min_rate_bps: int = _env("BODY_MIN_RATE", 1024, _int, _between(0, 10**9))
+
     @property
     def spool_dir(self) -> Path:
         return self.spool_dir_override or self.data_dir / "spool"
@@ -156,6 +173,17 @@ class Settings:
     @property
     def part_size_bytes(self) -> int:
         return self.part_size_mb * MIB
+
+    @property
+    def observability_public(self) -> bool:
+        """Detailed health and /metrics without a token: by default only when no tokens are set."""
+        if self.observability_access is None:
+            return not self.upload_tokens
+        return self.observability_access == "public"
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
     @property
     def demo_mode(self) -> bool:
@@ -168,6 +196,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "notion_token" and value:
                 value = "***"
+            elif f.name == "upload_tokens":
+                value = [f"{name}:***" for name, _ in value]
             elif f.name == "redis_url" and value:
                 value = re.sub(r"//[^@/]*@", "//***@", value)
             out[f.metadata["env"]] = str(value) if isinstance(value, Path) else value
@@ -182,14 +212,15 @@ class Settings:
             raw = environ.get(name)
             if raw is None:
                 continue
+            shown = f"{name}" if name in SECRET_VARIABLES else f"{name}={raw!r}"  # never echo a secret
             try:
                 value = f.metadata["parse"](raw)
             except (ValueError, TypeError) as exc:
-                raise SettingsError(f"{name}={raw!r} is invalid: {exc or 'wrong format'}") from None
+                raise SettingsError(f"{shown} is invalid: {exc or 'wrong format'}") from None
             check = f.metadata["check"]
             problem = check(value) if check and value is not None else None
             if problem:
-                raise SettingsError(f"{name}={raw!r} is invalid: {problem}")
+                raise SettingsError(f"{shown} is invalid: {problem}")
             values[f.name] = value
         settings = cls(**values)
         settings._check_relations()
@@ -213,5 +244,9 @@ class Settings:
             raise SettingsError(f"NOTION_API_BASE={self.notion_api_base!r} is invalid: must be an http(s) URL")
         if self.total_memory_mb is not None and self.total_memory_mb <= 0:
             raise SettingsError("TOTAL_MEMORY_MB must be positive")
+        if not self.upload_tokens and not self.loopback_only:
+            raise SettingsError(
+                f"HOST={self.host} serves beyond this machine, but UPLOAD_TOKENS is empty: anyone could "
+                "upload into the Notion workspace. Set UPLOAD_TOKENS=name:secret,... or HOST=127.0.0.1")
         if self.total_cpu_cores is not None and self.total_cpu_cores <= 0:
             raise SettingsError("TOTAL_CPU_CORES must be positive")

@@ -1,10 +1,7 @@
-"""The file types Notion's File Upload API accepts, and the filename/content-type rules.
+"""The filename/content-type rules of Notion's File Upload API.
 
-Source: the "Supported file types" table of Notion's guide "Working with files and media"
-(developers.notion.com/docs/working-with-files-and-media). The table lists extensions and
-MIME types per category (Audio, Document, Image, Video) without pairing them; the pairing
-below is ours. Where the table has no MIME type that obviously fits an extension
-(.flv, .gifv, .mkv) any video type of the table is accepted for it.
+The table of accepted extensions and MIME types is Notion's documented one, kept as data in
+engine/filetypes.py (one copy for the relay and the emulator).
 
 Rules the emulator applies (create, and send for a single_part upload created without a
 filename or content_type):
@@ -20,93 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.filetypes import DEFAULT_EXTENSION, EXTENSIONS, SUPPORTED_TYPES, base_type, extension
+
 from .errors import validation_error
-
-_WORD = "application/vnd.openxmlformats-officedocument.wordprocessingml"
-_SHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml"
-_SLIDES = "application/vnd.openxmlformats-officedocument.presentationml"
-
-VIDEO_TYPES: tuple[str, ...] = (
-    "video/x-amv",
-    "video/x-ms-asf",
-    "video/x-msvideo",
-    "video/x-f4v",
-    "video/mp4",
-    "application/mp4",
-    "video/webm",
-    "video/quicktime",
-    "video/mpeg",
-)
-
-# extension -> accepted MIME types; the first one is what an absent content_type becomes.
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    # Audio
-    "aac": ("audio/aac",),
-    "adts": ("audio/aac",),
-    "mid": ("audio/midi",),
-    "midi": ("audio/midi",),
-    "mp3": ("audio/mpeg",),
-    "mpga": ("audio/mpeg",),
-    "m4a": ("audio/mp4",),
-    "m4b": ("audio/mp4",),
-    "oga": ("audio/ogg",),
-    "ogg": ("audio/ogg",),
-    "wav": ("audio/wav",),
-    "wma": ("audio/x-ms-wma",),
-    # Document
-    "pdf": ("application/pdf",),
-    "txt": ("text/plain",),
-    "json": ("application/json",),
-    "doc": ("application/msword",),
-    "dot": ("application/msword",),
-    "docx": (f"{_WORD}.document",),
-    "dotx": (f"{_WORD}.template",),
-    "xls": ("application/vnd.ms-excel",),
-    "xlt": ("application/vnd.ms-excel",),
-    "xla": ("application/vnd.ms-excel",),
-    "xlsx": (f"{_SHEET}.sheet",),
-    "xltx": (f"{_SHEET}.template",),
-    "ppt": ("application/vnd.ms-powerpoint",),
-    "pot": ("application/vnd.ms-powerpoint",),
-    "pps": ("application/vnd.ms-powerpoint",),
-    "ppa": ("application/vnd.ms-powerpoint",),
-    "pptx": (f"{_SLIDES}.presentation",),
-    "potx": (f"{_SLIDES}.template",),
-    # Image
-    "gif": ("image/gif",),
-    "heic": ("image/heic",),
-    "jpeg": ("image/jpeg",),
-    "jpg": ("image/jpeg",),
-    "png": ("image/png",),
-    "svg": ("image/svg+xml",),
-    "tif": ("image/tiff",),
-    "tiff": ("image/tiff",),
-    "webp": ("image/webp",),
-    "ico": ("image/vnd.microsoft.icon",),
-    # Video (.mp4 is listed under Audio and Video)
-    "amv": ("video/x-amv",),
-    "asf": ("video/x-ms-asf",),
-    "wmv": ("video/x-ms-asf",),
-    "avi": ("video/x-msvideo",),
-    "f4v": ("video/x-f4v",),
-    "flv": ("video/x-f4v",) + tuple(t for t in VIDEO_TYPES if t != "video/x-f4v"),
-    "gifv": ("video/mp4",) + tuple(t for t in VIDEO_TYPES if t != "video/mp4"),
-    "m4v": ("video/mp4",),
-    "mp4": ("video/mp4", "application/mp4", "audio/mp4"),
-    "mkv": ("video/webm",) + tuple(t for t in VIDEO_TYPES if t != "video/webm"),
-    "webm": ("video/webm",),
-    "mov": ("video/quicktime",),
-    "qt": ("video/quicktime",),
-    "mpeg": ("video/mpeg",),
-}
-
-# MIME type -> the extension a filename without one gets.
-DEFAULT_EXTENSION: dict[str, str] = {}
-for _ext, _types in EXTENSIONS.items():
-    for _t in _types:
-        DEFAULT_EXTENSION.setdefault(_t, _ext)
-
-SUPPORTED_TYPES: frozenset[str] = frozenset(DEFAULT_EXTENSION)
 
 MAX_FILENAME_BYTES = 900
 
@@ -118,19 +31,6 @@ BLOCK_TYPE_PREFIXES: dict[str, tuple[str, ...]] = {
     "audio": ("audio/", "application/mp4"),
     "video": ("video/", "application/mp4"),
 }
-
-
-def base_type(content_type: str) -> str:
-    """`text/plain; charset=utf-8` -> `text/plain`."""
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def extension(filename: str) -> str | None:
-    """The lower-cased extension after the last dot, or None when there is none."""
-    stem, dot, ext = filename.rpartition(".")
-    if not dot or not stem or not ext:
-        return None
-    return ext.lower()
 
 
 def check_content_type(content_type: str) -> str:

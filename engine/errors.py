@@ -50,3 +50,15 @@ class NotionRejected(UploadError):
 
 class ServiceUnavailable(UploadError):
     """Temporarily unable to take uploads: Notion's breaker is open, Redis is away, or we are full."""
+
+
+class Unauthorized(UploadError):
+    """No valid upload token."""
+
+
+class QuotaExceeded(UploadError):
+    """A token's concurrent uploads or bytes per hour are used up; details say which."""
+
+
+class UnsupportedFileType(UploadError):
+    """Notion does not take files of this kind."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
 import os
 import re
 import secrets
@@ -19,12 +18,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from engine.clock import Clock, parse_iso8601
-from engine.errors import (ChecksumMismatch, InvalidUpload, NotionRejected, OffsetMismatch,
+from engine.errors import (UnsupportedFileType, ChecksumMismatch, InvalidUpload, NotionRejected, OffsetMismatch,
                            ServiceUnavailable, UploadBusy, UploadError, UploadFailed, UploadGone,
                            UploadNotFound, UploadTooLarge)
+from engine.filetypes import DEFAULT_EXTENSION, base_type, content_type_for, extension
 from engine.guard import NotionGuard
 from engine.locks import UploadLocks
 from engine.notion import Failure, NotionClient, block_type_for
+from engine.quotas import Quotas
 from engine.partplan import PartPlan, PlanError, plan_parts
 from engine.retry import RetryPolicy
 from engine.scheduler import PartScheduler
@@ -53,21 +54,19 @@ def new_upload_id() -> str:
 
 
 def clean_filename(name: str, content_type: str | None) -> str:
+    """A filename Notion will take as it is: no path, no control characters, an extension,
+    at most 900 bytes of UTF-8 (the extension kept)."""
     name = _UNSAFE_NAME.sub("_", name).strip().strip(".") or "upload"
-    if "." not in name.rsplit("/", 1)[-1]:
-        ext = mimetypes.guess_extension(content_type or "") or ".bin"
-        name += ext
-    encoded = name.encode("utf-8")
-    if len(encoded) > MAX_FILENAME_BYTES:
+    if extension(name) is None:
+        ext = DEFAULT_EXTENSION.get(base_type(content_type or ""))
+        if ext:
+            name = f"{name}.{ext}"
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
         stem, dot, ext = name.rpartition(".")
-        keep = MAX_FILENAME_BYTES - len(ext.encode()) - 1
+        keep = MAX_FILENAME_BYTES - len(ext.encode()) - len(dot)
         stem = stem.encode("utf-8")[:keep].decode("utf-8", "ignore")
-        name = f"{stem}.{ext}"
+        name = f"{stem}{dot}{ext}"
     return name
-
-
-def guess_content_type(filename: str) -> str:
-    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
 class UploadSession:
@@ -251,6 +250,7 @@ class ServiceParts:
     part_size_bytes: int
     parent_page_id: str | None
     locks: UploadLocks
+    quotas: Quotas | None = None  # per-token limits, when uploads have owners
     owner_idle_s: float = 300.0
     listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
 
@@ -265,6 +265,7 @@ class UploadService:
         # Set by server.py: raises ServiceUnavailable when new uploads must wait (breaker, memory).
         self.admission: Callable[[], None] | None = None
         self.draining = False  # shutting down: no new requests
+        self.check_owners = False  # set by server.py when upload tokens are configured
 
     # --- events for logs and metrics ------------------------------------------------------
 
@@ -307,7 +308,12 @@ class UploadService:
         except PlanError as exc:
             raise UploadTooLarge(str(exc)) from None
         name = clean_filename(filename or "upload", content_type)
-        ctype = (content_type or "").strip() or guess_content_type(name)
+        ctype = content_type_for(name, content_type)
+        if ctype is None:
+            kind = f".{extension(name)} files" if extension(name) else "files without an extension"
+            raise UnsupportedFileType(f"Notion does not accept {kind}; see the supported file types in the README")
+        if owner is not None and self.p.quotas is not None:
+            await self.p.quotas.admit(owner, size)
         notion_upload = await self._create_in_notion(plan, name, ctype)
         now = self.clock.wall()
         expiry = notion_upload.get("expiry_time")
@@ -329,6 +335,11 @@ class UploadService:
         except StoreUnavailable:
             raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
         self.live[record.id] = session
+        if owner is not None and self.p.quotas is not None:
+            try:
+                await self.p.quotas.started(owner, record.id)
+            except StoreUnavailable:
+                pass  # counted from the records at the next admission anyway
         self.emit("UPLOAD_START", upload_id=record.id, size=size, parts=plan.number_of_parts,
                   mode=plan.mode, filename=name)
         return session
@@ -365,12 +376,14 @@ class UploadService:
     # An instance works on an upload only while it holds the upload's lock in Redis; uploads it
     # holds are in `live`. Any other instance answers HEAD and status from the checkpoints.
 
-    async def get(self, upload_id: str) -> UploadSession:
-        """The upload as this instance knows it: live if we work on it, else from the store."""
-        session = self.live.get(upload_id)
-        if session is not None:
-            return session
-        return await self._load(upload_id)
+    async def get(self, upload_id: str, owner: str | None = None) -> UploadSession:
+        """The upload as this instance knows it: live if we work on it, else from the store.
+
+        With owners (upload tokens), an upload of another owner does not exist for `owner`."""
+        session = self.live.get(upload_id) or await self._load(upload_id)
+        if self.check_owners and session.record.owner != owner:
+            raise UploadNotFound("no such upload")
+        return session
 
     async def _load(self, upload_id: str) -> UploadSession:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
@@ -384,10 +397,10 @@ class UploadService:
         data, durable = loaded
         return self._make_session(UploadRecord.from_dict(data), durable)
 
-    async def claim(self, upload_id: str) -> UploadSession:
+    async def claim(self, upload_id: str, owner: str | None = None) -> UploadSession:
         """The upload, owned by this instance, ready to take bytes; UploadBusy while another has it."""
-        session = self.live.get(upload_id)
-        if session is not None:
+        session = await self.get(upload_id, owner)  # an owner check before anything is locked
+        if session is self.live.get(upload_id):
             return session
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
             raise UploadNotFound("no such upload")

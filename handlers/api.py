@@ -5,11 +5,13 @@ from typing import Any
 
 import tornado.web
 
+from engine.auth import Access
 from engine.clock import iso8601
 from engine.session import COMPLETED
 from engine.uploads import UploadService, UploadSession
 from handlers.base import BaseHandler, refuse_while_draining
 from handlers.errors import RequestError
+from handlers.slowclients import BodyWatch
 from handlers.streaming import StreamingBodyMixin, parse_offset
 from handlers.system import SystemView
 
@@ -61,13 +63,15 @@ def upload_view(session: UploadSession, system: SystemView) -> dict[str, Any]:
 
 
 class CreateSessionHandler(BaseHandler):
-    def initialize(self, service: UploadService, system: SystemView) -> None:
+    def initialize(self, service: UploadService, system: SystemView, access: Access | None = None) -> None:
         self.service = service
         self.system = system
+        super().initialize(access)
 
     async def post(self) -> None:
         try:
             refuse_while_draining(self, self.service)
+            owner = self.owner()
             data = self.json_body()
             filename = data.get("filename")
             size = data.get("fileSize", data.get("file_size"))
@@ -78,7 +82,8 @@ class CreateSessionHandler(BaseHandler):
                 raise RequestError(400, "fileSize (a non-negative integer, in bytes) is required")
             if content_type is not None and not isinstance(content_type, str):
                 raise RequestError(400, "contentType must be a string")
-            session = await self.service.create(filename=filename, size=size, content_type=content_type)
+            session = await self.service.create(filename=filename, size=size, content_type=content_type,
+                                                owner=owner)
         except Exception as exc:
             self.send_failure(exc)
             return
@@ -96,16 +101,19 @@ class StreamUploadHandler(StreamingBodyMixin):
 
     session: UploadSession | None = None
 
-    def initialize(self, service: UploadService, system: SystemView) -> None:
+    def initialize(self, service: UploadService, system: SystemView, access: Access | None = None,
+                   body_watch: BodyWatch | None = None) -> None:
         self.service = service
         self.system = system
+        self.body_watch = body_watch
+        super().initialize(access)
 
     async def prepare(self) -> None:
         if self.request.method != "PUT":
             return
         try:
             refuse_while_draining(self, self.service)
-            self.session = await self.service.claim(self.path_args[0])
+            self.session = await self.service.claim(self.path_args[0], self.owner())
             header = self.request.headers.get("Upload-Offset")
             offset = parse_offset(header, "Upload-Offset") if header is not None else 0
             self.start_body(self.session, offset, self.request.headers.get("Upload-Checksum"))
@@ -131,13 +139,15 @@ class StreamUploadHandler(StreamingBodyMixin):
 
 
 class StatusHandler(BaseHandler):
-    def initialize(self, service: UploadService, system: SystemView) -> None:
+    def initialize(self, service: UploadService, system: SystemView, access: Access | None = None) -> None:
         self.service = service
         self.system = system
+        super().initialize(access)
 
     async def get(self, upload_id: str) -> None:
         try:
-            session = await self.service.get(upload_id)
+            self.check_url_length()
+            session = await self.service.get(upload_id, self.owner())
             self.service.check_expiry(session)
         except Exception as exc:
             self.send_failure(exc)

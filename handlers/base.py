@@ -6,7 +6,8 @@ from typing import Any
 
 import tornado.web
 
-from engine.errors import ServiceUnavailable, UploadError
+from engine.auth import Access
+from engine.errors import ServiceUnavailable, Unauthorized, UploadError
 
 from handlers.errors import STATUS_REASONS, RequestError, describe
 
@@ -24,12 +25,49 @@ ALLOWED_HEADERS = ", ".join([
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    access: Access = Access()
+
+    def initialize(self, access: Access | None = None, **_: Any) -> None:
+        if access is not None:
+            self.access = access
+        self.set_default_headers()  # Tornado set them before initialize(), without the access rules
+
     def set_default_headers(self) -> None:
         origin = self.request.headers.get("Origin")
-        if origin:
+        if origin and self.origin_allowed(origin):
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
             self.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+
+    def origin_allowed(self, origin: str) -> bool:
+        """CORS_ORIGINS lists who may call us from a browser; our own origin always may."""
+        allowed = self.access.cors_origins
+        if "*" in allowed or origin.rstrip("/") in allowed:
+            return True
+        return origin.rstrip("/") == self.own_origin()
+
+    def own_origin(self) -> str:
+        proto = (self.request.headers.get("X-Forwarded-Proto") or self.request.protocol).split(",")[0].strip()
+        host = (self.request.headers.get("X-Forwarded-Host") or self.request.host).split(",")[0].strip()
+        return f"{proto}://{host}"
+
+    def owner(self) -> str | None:
+        """The upload token's name; raises Unauthorized when tokens are required and missing."""
+        if not self.access.enabled:
+            return None
+        name = self.access.identify(self.request.headers.get("Authorization"))
+        if name is None:
+            raise Unauthorized("a valid upload token is required: send Authorization: Bearer <token>")
+        return name
+
+    def may_see_details(self) -> bool:
+        """Detailed health and metrics: public, or only with an upload token (OBSERVABILITY_ACCESS)."""
+        return self.access.observability_public or (
+            self.access.identify(self.request.headers.get("Authorization")) is not None)
+
+    def check_url_length(self) -> None:
+        if len(self.request.uri or "") > self.access.max_url_bytes:
+            raise RequestError(414, f"the URL is longer than {self.access.max_url_bytes} bytes")
 
     def options(self, *args: Any) -> None:
         self.set_header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")

@@ -17,6 +17,9 @@ log = logging.getLogger("relay.handlers")
 
 # (exception class, HTTP status, short code); first match wins, so subclasses come first.
 ERROR_TABLE: list[tuple[type[e.UploadError], int, str]] = [
+    (e.Unauthorized, 401, "unauthorized"),
+    (e.QuotaExceeded, 429, "quota_exceeded"),
+    (e.UnsupportedFileType, 415, "unsupported_file_type"),
     (e.InvalidUpload, 400, "invalid_upload"),
     (e.UploadTooLarge, 413, "too_large"),
     (e.UploadNotFound, 404, "not_found"),
@@ -58,6 +61,8 @@ def describe(exc: BaseException) -> ErrorResponse:
         return ErrorResponse(500, {"error": "Internal error; the upload's data is kept, try again.", "code": "internal"}, {})
     body: dict[str, Any] = {"error": exc.message, "code": code}
     headers: dict[str, str] = {}
+    if isinstance(exc, e.Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="notion-upload-relay"'
     if exc.retry_after_s is not None:
         retry_after = max(1, math.ceil(exc.retry_after_s))
         body["retry_after"] = retry_after

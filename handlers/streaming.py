@@ -5,6 +5,7 @@ Tornado stops reading this socket until it resolves (the back-pressure of invari
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -13,6 +14,7 @@ from typing import Any, Awaitable
 from engine.uploads import UploadService, UploadSession, Writer
 from handlers.base import BaseHandler
 from handlers.errors import RequestError
+from handlers.slowclients import BodyWatch
 
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 
@@ -50,6 +52,9 @@ class StreamingBodyMixin(BaseHandler):
     _checksum: tuple[Any, bytes] | None = None
     _body_done = False
     aborted = False
+    bytes_in = 0
+    paused = False  # the relay stopped reading (back-pressure): not the client's slowness
+    body_watch: BodyWatch | None = None
 
     def start_body(self, session: UploadSession, offset: int, checksum_header: str | None) -> None:
         """Validate the body's framing and size, then attach a writer at `offset`."""
@@ -65,17 +70,35 @@ class StreamingBodyMixin(BaseHandler):
         # Tornado's default cap is 100 MB; the real cap is what the upload still needs.
         self.request.connection.set_max_body_size(max(remaining, 1))
         self.writer = self.service.begin_write(session, offset, hold=self._checksum is not None)
+        if self.body_watch is not None:
+            self.body_watch.watch(self)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         writer = self.writer
         if writer is None:
             return None
+        self.bytes_in += len(chunk)
         if self._checksum is not None:
             self._checksum[0].update(chunk)
-        return writer.write(chunk)
+        waiting = writer.write(chunk)
+        if waiting is None:
+            return None
+        self.paused = True
+        pause = asyncio.ensure_future(waiting)
+        pause.add_done_callback(self._resume_reading)
+        return pause
+
+    def _resume_reading(self, _: object) -> None:
+        self.paused = False
+
+    def drop_slow_client(self) -> None:
+        """Called by the BodyWatch: the client sends too slowly; hang up (what it sent is kept)."""
+        self.request.connection.stream.close()
 
     async def finish_body(self) -> None:
         self._body_done = True
+        if self.body_watch is not None:
+            self.body_watch.unwatch(self)
         writer = self.writer
         if writer is None:
             return
@@ -86,6 +109,8 @@ class StreamingBodyMixin(BaseHandler):
         await writer.finish(checksum_ok=ok)
 
     def on_connection_close(self) -> None:
+        if self.body_watch is not None:
+            self.body_watch.unwatch(self)
         if self._body_done:
             return
         self.aborted = True

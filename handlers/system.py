@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.auth import Access
 from engine.breaker import CLOSED, CircuitBreaker
 from engine.budget import Budget
 from engine.clock import Clock
@@ -100,9 +101,13 @@ class SystemView:
 
 
 class HealthHandler(BaseHandler):
-    def initialize(self, system: SystemView) -> None:
+    def initialize(self, system: SystemView, access: Access | None = None) -> None:
         self.system = system
+        super().initialize(access)
 
     def get(self) -> None:
         body = self.system.health()
+        if not self.may_see_details():
+            # Public health says only whether we are up; the details need a token.
+            body = {"timestamp": body["timestamp"], "status": body["status"]}
         self.write_json(200 if body["status"] != "unhealthy" else 503, body)

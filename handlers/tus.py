@@ -11,12 +11,14 @@ from typing import Any
 
 import tornado.web
 
+from engine.auth import Access
 from engine.clock import http_date
 from engine.errors import UploadGone
 from engine.session import COMPLETED, EXPIRED, TERMINATED
 from engine.uploads import UploadService, UploadSession
 from handlers.base import TUS_VERSION, BaseHandler, refuse_while_draining
 from handlers.errors import RequestError
+from handlers.slowclients import BodyWatch
 from handlers.streaming import CHECKSUM_ALGORITHMS, StreamingBodyMixin, parse_offset
 
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -49,8 +51,11 @@ def first_of(meta: dict[str, str], *names: str) -> str | None:
 
 
 class TusBase(StreamingBodyMixin):
-    def initialize(self, service: UploadService) -> None:
+    def initialize(self, service: UploadService, access: Access | None = None,
+                   body_watch: BodyWatch | None = None) -> None:
         self.service = service
+        self.body_watch = body_watch
+        super().initialize(access)
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -71,6 +76,8 @@ class TusBase(StreamingBodyMixin):
             if self.request.method == "OPTIONS":
                 return
             refuse_while_draining(self, self.service)
+            self.check_url_length()
+            self.upload_owner = self.owner()
             if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
                 raise RequestError(412, f"Tus-Resumable: {TUS_VERSION} is required")
             await self.prepare_tus()
@@ -135,6 +142,7 @@ class TusCollectionHandler(TusBase):
             content_type=first_of(meta, "filetype", "type", "contentType", "content_type"),
             size=size,
             metadata=self.request.headers.get("Upload-Metadata"),
+            owner=self.upload_owner,
         )
         self.session = session
         has_body = (self.request.headers.get("Content-Length", "0").strip() not in ("", "0")
@@ -164,7 +172,7 @@ class TusUploadHandler(TusBase):
             raise RequestError(405, f"{method} is not allowed on an upload")
         # Writing needs ownership of the upload (a lock in Redis); reading does not.
         lookup = self.service.claim if method in ("PATCH", "DELETE") else self.service.get
-        self.session = await lookup(upload_id)
+        self.session = await lookup(upload_id, self.upload_owner)
         if method == "PATCH":
             content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type != OCTET_STREAM:

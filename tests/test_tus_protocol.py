@@ -38,7 +38,7 @@ def test_options_advertises_version_extensions_and_checksums(stack):
 
 
 def test_cors_preflight_and_exposed_headers(stack):
-    origin = "http://example.test"
+    origin = stack.relay.url  # same-origin is always allowed; others need CORS_ORIGINS (test_security)
     r = requests.options(f"{stack.relay.url}/files/", headers={
         "Origin": origin, "Access-Control-Request-Method": "PATCH",
         "Access-Control-Request-Headers": "upload-offset,tus-resumable"}, timeout=10)
@@ -47,6 +47,8 @@ def test_cors_preflight_and_exposed_headers(stack):
     assert "Upload-Offset" in r.headers["Access-Control-Allow-Headers"]
     c = create(stack.relay.url, 10, Origin=origin)
     exposed = c.headers["Access-Control-Expose-Headers"]
+    foreign = create(stack.relay.url, 10, Origin="http://elsewhere.example")
+    assert "Access-Control-Allow-Origin" not in foreign.headers
     for name in ("Upload-Offset", "Location", "Upload-Length", "Upload-Expires", "Tus-Resumable"):
         assert name in exposed
 
