@@ -123,7 +123,8 @@ class NotionClient:
             mime = pycurl.CurlMime(curl)
             if part_number is not None:
                 mime.add_field("part_number", str(part_number))
-            mime.add_file("file", path, filename=filename, content_type=content_type)
+            # pycurl takes str arguments as ASCII only; Notion's names are UTF-8.
+            mime.add_file("file", path, filename=filename.encode("utf-8"), content_type=content_type)
             return mime
 
         return await self._json("send", "POST", f"/v1/file_uploads/{file_upload_id}/send",
