@@ -127,7 +127,9 @@ class FormStream:
     def _on_header_end(self) -> None:
         assert self._part is not None
         name = self._header_field.decode("latin-1").strip().lower()
-        self._part.headers[name] = self._header_value.decode("utf-8", "replace").strip()
+        # Kept as latin-1 text, i.e. the raw bytes: browsers and libcurl send UTF-8 filenames raw,
+        # and parse_options_header re-encodes values as latin-1 before we decode them as UTF-8.
+        self._part.headers[name] = self._header_value.decode("latin-1").strip()
         self._header_field.clear()
         self._header_value.clear()
 
