@@ -34,7 +34,7 @@ def _wait(response: requests.Response | None, failures: int) -> float:
 
 def upload(base_url: str | Callable[[], str], path: Path, chunk_size: int, deadline_s: float = 600.0,
            on_complete=None, filetype: str = "text/plain", url: str | None = None,
-           on_created=None) -> UploadResult:
+           on_created=None, headers: dict[str, str] | None = None) -> UploadResult:
     """Upload `path` through tus, persisting through errors until `deadline_s` passes.
 
     `base_url` may be a function, asked before every request (a client behind a router that
@@ -47,6 +47,7 @@ def upload(base_url: str | Callable[[], str], path: Path, chunk_size: int, deadl
     end = time.monotonic() + deadline_s
     failures = 0
     session = requests.Session()
+    session.headers.update(headers or {})  # e.g. Authorization: Bearer <upload token>
     while not result.url:
         r = None
         try:
