@@ -38,6 +38,7 @@ from engine.store import CheckpointStore
 from engine.uploads import ServiceParts, UploadService
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
 from handlers.base import NotFoundHandler
+from handlers.page import WEB_DIR, PageHandler, StaticHandler
 from handlers.slowclients import BodyWatch, CappedHTTPServer
 from handlers.system import HealthHandler, SystemView
 from handlers.tus import TusCollectionHandler, TusUploadHandler
@@ -178,6 +179,8 @@ class Relay:
             (r"/api/upload/status/([^/]+)", StatusHandler, kwargs),
             (r"/api/upload/([^/]+)", StreamUploadHandler, {**kwargs, "body_watch": self.body_watch}),
             (r"/api/system/health", HealthHandler, {"system": system, "access": access}),
+            (r"/()", PageHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
+            (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
         ], default_handler_class=NotFoundHandler, compress_response=False)
 
     async def serve(self) -> None:

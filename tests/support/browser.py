@@ -1,0 +1,78 @@
+"""Headless Chromium for the browser tests: Debian's chromium, driven by Playwright for Python.
+
+Playwright's own browser builds are never downloaded: `executable_path` points at the system
+chromium (run.sh installs it when missing). Playwright gives every launch a new, empty
+user-data-dir, so no profile state leaks between runs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.support.processes import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+# As root on a machine without network access: no sandbox (it needs an unprivileged user), no
+# GPU, and nothing that phones home (QUIC probes, component updates, sync, background fetches).
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+def chromium_path() -> str:
+    """CHROMIUM if set, else Debian's /usr/bin/chromium (or whatever `chromium` is on PATH)."""
+    explicit = os.environ.get("CHROMIUM")
+    if explicit:
+        return explicit
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    found = shutil.which("chromium")
+    if not found:
+        raise RuntimeError("chromium is not installed (./run.sh test installs it with apt-get as root)")
+    return found
+
+
+@contextmanager
+def launch_browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True,
+                                             args=list(CHROMIUM_FLAGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def open_page(browser: Browser, name: str) -> Iterator[Page]:
+    """A page in a fresh context (its own localStorage). On the way out its console output goes
+    to test-artifacts/<name>.console.log and a screenshot of its last state to <name>.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    lines: list[str] = []
+    page.on("console", lambda message: lines.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: lines.append(f"pageerror: {error}"))
+    try:
+        yield page
+    finally:
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        except Exception as exc:  # a crashed page still gets its console log written
+            lines.append(f"screenshot failed: {exc}")
+        (ARTIFACTS / f"{name}.console.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        context.close()
