@@ -177,12 +177,15 @@ class AdaptiveLimiter:
         t = self.base_thresholds.scaled_to(sample.total_bytes / MIB) if self.scale_thresholds else self.base_thresholds
         self.thresholds = t
         used = sample.used_mb
+        # The seeds: crossing LOW scales to 3 workers, MEDIUM to 2, HIGH to 1; CRITICAL rejects.
         if used >= t.critical_mb:
             self.state, workers = CRITICAL, self.min_workers
         elif used >= t.high_mb:
             self.state, workers = HIGH_LOAD, self.min_workers
         elif used >= t.medium_mb:
-            self.state, workers = MEDIUM_LOAD, max(self.min_workers, min(self.max_workers, 2))
+            self.state, workers = HIGH_LOAD, self._clamp(2)
+        elif used >= t.low_mb:
+            self.state, workers = MEDIUM_LOAD, self._clamp(3)
         else:
             self.state, workers = LOW_LOAD, self.max_workers
         # A fifth of a CPU that is already saturated gains nothing from more transfers at once.
@@ -190,6 +193,9 @@ class AdaptiveLimiter:
             workers = max(self.min_workers, workers - 1)
         self.workers = workers
         return sample
+
+    def _clamp(self, workers: int) -> int:
+        return max(self.min_workers, min(self.max_workers, workers))
 
     @property
     def admitting(self) -> bool:
