@@ -11,10 +11,17 @@ def _memory(argv: Sequence[str]) -> int:
     return memory.main(argv)
 
 
+def _dyno(argv: Sequence[str]) -> int:
+    from bench import dyno
+
+    return dyno.main(argv)
+
+
 # name → entry point taking the remaining arguments and returning the exit status.
 # A later "dyno" benchmark (the 512 MB / 0.2 vCPU dyno with 25 concurrent uploads) goes here.
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "memory": _memory,
+    "dyno": _dyno,
 }
 DEFAULT = "memory"
 
