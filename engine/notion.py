@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ UPLOAD_BUFFER_BYTES = 512 * 1024
 _CURLE_COULDNT_RESOLVE_HOST = 6
 _CURLE_COULDNT_CONNECT = 7
 _CURLE_OPERATION_TIMEDOUT = 28
+_CURLE_ABORTED_BY_CALLBACK = 42
 
 _RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504, 529}
 
@@ -97,6 +99,25 @@ def block_type_for(content_type: str) -> str:
     if major in ("image", "audio", "video"):
         return major
     return "file"
+
+
+class StallWatch:
+    """libcurl's progress callback: abort when no byte went up or came down for `stall_s`."""
+
+    __slots__ = ("stall_s", "last", "moved")
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.last = time.monotonic()
+        self.moved = -1
+
+    def __call__(self, dltotal: int, dlnow: int, ultotal: int, ulnow: int) -> int:
+        now = time.monotonic()
+        moved = dlnow + ulnow
+        if moved != self.moved:
+            self.moved, self.last = moved, now
+            return 0
+        return 1 if now - self.last >= self.stall_s else 0  # non-zero aborts the transfer
 
 
 class NotionClient:
@@ -173,8 +194,14 @@ class NotionClient:
             curl.setopt(pycurl.NOSIGNAL, 1)
             # Bigger reads of the spool file and bigger socket writes: fewer system calls.
             curl.setopt(pycurl.UPLOAD_BUFFERSIZE, UPLOAD_BUFFER_BYTES)
+            # Two stall guards. libcurl's low-speed check averages over its last few seconds,
+            # so after a fast 10 MiB body a dead connection is noticed only READ_TIMEOUT + ~6 s
+            # later; the progress callback sees "no byte moved for READ_TIMEOUT" exactly. The
+            # low-speed floor still catches a connection that trickles.
             curl.setopt(pycurl.LOW_SPEED_LIMIT, STALL_FLOOR_BYTES_PER_S)
             curl.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(timeouts.stall_s)))
+            curl.setopt(pycurl.NOPROGRESS, 0)
+            curl.setopt(pycurl.XFERINFOFUNCTION, StallWatch(timeouts.stall_s))
             if form is not None:
                 mime = form(curl)
                 keep.append(mime)  # the tree must outlive the transfer
@@ -228,6 +255,8 @@ class NotionClient:
     def _network_failure(operation: str, errno: int | None, text: str) -> Failure:
         if errno in (_CURLE_COULDNT_CONNECT, _CURLE_COULDNT_RESOLVE_HOST):
             return Failure("connect", "could not connect to Notion", operation=operation)
+        if errno == _CURLE_ABORTED_BY_CALLBACK:
+            return Failure("timeout", "the request to Notion stalled", operation=operation)
         if errno == _CURLE_OPERATION_TIMEDOUT:
             # libcurl uses one error number for every timeout; only its text tells a connect
             # timeout (nothing reached Notion) from a stalled or slow transfer (it may have).

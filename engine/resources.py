@@ -6,12 +6,14 @@ counted as used memory: spooled parts fill it, and the kernel drops it under pre
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 MIB = 2**20
+MIN_CPU_WINDOW_S = 0.5
 SEED_DYNO_MB = 512.0  # the seeds' thresholds were written for a 512 MB dyno
 LOW_LOAD, MEDIUM_LOAD, HIGH_LOAD, CRITICAL = "LOW_LOAD", "MEDIUM_LOAD", "HIGH_LOAD", "CRITICAL"
 
@@ -123,6 +125,8 @@ class ResourceSampler:
     def __init__(self, total_memory_mb: float | None = None, total_cpu_cores: float | None = None) -> None:
         self._proc = psutil.Process(os.getpid())
         self._proc.cpu_percent(None)  # the first call only starts the measurement window
+        self._cpu_at = time.monotonic()
+        self._cpu = 0.0
         self._total_memory_mb = total_memory_mb
         self._total_cpu_cores = total_cpu_cores
 
@@ -141,7 +145,16 @@ class ResourceSampler:
             total = cg.memory_limit_bytes or psutil.virtual_memory().total
         used = max(rss + children, cg.memory_used_bytes or 0)
         cores = self._total_cpu_cores or cg.cpu_limit_cores or float(psutil.cpu_count() or 1)
-        return Sample(rss, children, used, total, self._proc.cpu_percent(None), cores)
+        return Sample(rss, children, used, total, self._cpu_percent(), cores)
+
+    def _cpu_percent(self) -> float:
+        # Over a window of a few milliseconds (a sample right after start, or health polled
+        # between ticks) the percentage is noise; keep the last one until a real window passed.
+        now = time.monotonic()
+        if now - self._cpu_at >= MIN_CPU_WINDOW_S:
+            self._cpu = self._proc.cpu_percent(None)
+            self._cpu_at = now
+        return self._cpu
 
 
 @dataclass(frozen=True)

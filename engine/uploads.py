@@ -141,6 +141,7 @@ class Writer:
         self.closed = False
         self.error: UploadError | None = None
         self.accepted = 0
+        self.tallied = False  # `accepted` is in the service's bytes_received
 
     def write(self, chunk: bytes) -> Awaitable[None] | None:
         """Take a chunk; returns an awaitable only when the caller must pause (back-pressure)."""
@@ -178,6 +179,7 @@ class Writer:
         """A newer request for the same upload took over; stop writing and undo unverified bytes."""
         if self.closed:
             return
+        self._tally()
         self.superseded = True
         self._rollback_held()
         self.closed = True
@@ -195,11 +197,19 @@ class Writer:
         """The client went away mid-body. Verified bytes stay; complete parts still go to Notion."""
         if self.closed:
             return
+        self._tally()
         self._rollback_held()
         self.closed = True
         self.session.interrupted = True
         self._detach()
         self.service.spawn(self.service.drain(self.session))
+
+    def _tally(self) -> None:
+        """Add this request's bytes to the service's total, once, as the request ends: metrics
+        are counted per request, never per chunk (data_received is the hot path)."""
+        if not self.tallied:
+            self.tallied = True
+            self.service.bytes_received += self.accepted
 
     def _detach(self) -> None:
         self.session.last_activity = self.service.clock.monotonic()
@@ -213,6 +223,7 @@ class Writer:
         Notion holds the file (and the block is on the page when one is configured).
         """
         s = self.session
+        self._tally()
         if self.superseded:
             raise UploadBusy("a newer request took over this upload", retry_after_s=1)
         if self.hold and not checksum_ok:
@@ -266,12 +277,21 @@ class UploadService:
         self.admission: Callable[[], None] | None = None
         self.draining = False  # shutting down: no new requests
         self.check_owners = False  # set by server.py when upload tokens are configured
+        self.creating = 0  # uploads between admission and their record: admission counts them
+        self._limit_lookup: asyncio.Future[int] | None = None
+        self.bytes_received = 0  # body bytes of requests that ended (Writer._tally)
 
     # --- events for logs and metrics ------------------------------------------------------
 
     def emit(self, event: str, **fields: Any) -> None:
         for listener in self.p.listeners:
             listener(event, fields)
+
+    def bytes_received_total(self) -> int:
+        """Body bytes clients sent: requests that ended, plus what running ones sent so far
+        (read at scrape time by /metrics)."""
+        running = sum(s.writer.accepted for s in self.live.values() if s.writer is not None and not s.writer.tallied)
+        return self.bytes_received + running
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -284,6 +304,13 @@ class UploadService:
         now = self.clock.monotonic()
         if self._workspace_limit and now - self._workspace_limit[0] < WORKSPACE_LIMIT_TTL_S:
             return self._workspace_limit[1]
+        # Concurrent creations share one lookup: each users_me call spends request budget.
+        if self._limit_lookup is None or self._limit_lookup.done():
+            self._limit_lookup = asyncio.ensure_future(self._fetch_workspace_limit())
+        return await asyncio.shield(self._limit_lookup)
+
+    async def _fetch_workspace_limit(self) -> int:
+        now = self.clock.monotonic()
         try:
             me = await self.p.guard.run(self.p.notion.users_me)
             limit = int(me["bot"]["workspace_limits"]["max_file_upload_size_in_bytes"])
@@ -296,7 +323,16 @@ class UploadService:
     async def create(self, *, filename: str | None, size: int, content_type: str | None,
                      metadata: str | None = None, owner: str | None = None) -> UploadSession:
         if self.admission is not None:
-            self.admission()
+            self.admission()  # counts `creating` too: no await between this check and the increment
+        self.creating += 1
+        try:
+            return await self._create(filename=filename, size=size, content_type=content_type,
+                                      metadata=metadata, owner=owner)
+        finally:
+            self.creating -= 1
+
+    async def _create(self, *, filename: str | None, size: int, content_type: str | None,
+                      metadata: str | None, owner: str | None) -> UploadSession:
         if size <= 0:
             raise InvalidUpload("the upload length must be at least 1 byte (Notion stores no empty files)")
         limit = await self.workspace_limit()

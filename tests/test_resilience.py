@@ -81,12 +81,15 @@ def test_memory_at_the_critical_threshold_refuses_uploads(relay_factory):
     assert r.json()["error"].startswith("Upload rejected due to resource constraints: Memory would exceed critical limit")
 
 
-def test_admission_is_bounded_by_max_concurrent_uploads_and_queue(relay_factory):
+def test_admission_is_bounded_by_max_concurrent_uploads_and_queue(relay_factory, emulator):
     relay = relay_factory(MAX_CONCURRENT_UPLOADS="1", QUEUE_SIZE_LIMIT="1")
-    assert create(relay.url, 100).status_code == 201
-    assert create(relay.url, 100).status_code == 201
-    third = create(relay.url, 100)
-    assert third.status_code == 503 and third.headers["Retry-After"]
+    with ThreadPoolExecutor(8) as pool:  # all at once: admission must count uploads being created
+        answers = list(pool.map(lambda _: create(relay.url, 100), range(8)))
+    assert sorted(a.status_code for a in answers) == [201, 201] + [503] * 6
+    refused = next(a for a in answers if a.status_code == 503)
+    assert refused.headers["Retry-After"]
+    # The concurrent creations shared one lookup of the workspace's size limit.
+    assert emulator.stats()["requests"]["users_me"] == {"200": 1}
 
 
 def test_the_request_budget_keeps_notion_from_ever_saying_429(tmp_path, redis_server):
