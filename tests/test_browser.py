@@ -81,6 +81,8 @@ def test_two_files_are_stored_in_notion_through_the_page(page, relay_factory, em
     big, small = tmp_path / "big-60MiB.txt", tmp_path / "small-3MiB.txt"
     sha = {big.name: make_file(big, 60 * MIB, seed=1), small.name: make_file(small, 3 * MIB, seed=2)}
     patches = Patches(page)
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
 
     page.goto(f"{relay.url}/")
     expect(page).to_have_title("Upload files to Notion")
@@ -100,6 +102,8 @@ def test_two_files_are_stored_in_notion_through_the_page(page, relay_factory, em
     # Every PATCH fits in one part-sized window: 8 MiB steps for the 60 MiB file (10 MiB parts).
     big_offsets = next(v for url, v in patches.offsets.items() if url.endswith(upload_id(page, big.name)))
     assert sorted(set(big_offsets)) == list(range(0, 60 * MIB, MAX_PATCH_BYTES)), big_offsets
+    # Nothing from elsewhere: the page works on a machine without internet.
+    assert urls and all(u.startswith(f"{relay.url}/") or u.startswith("data:") for u in urls), urls
     # Nothing left to resume after a reload.
     assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('notion-relay/upload/'))") == []
     page.screenshot(path=str(ARTIFACTS / "upload-page.png"), full_page=True, animations="disabled")
@@ -184,7 +188,7 @@ def test_upload_token_refused_in_plain_words_then_sent_on_every_request(page, re
     assert seen and all(auth is None for _, _, auth in seen)
 
     seen.clear()
-    page.click("#token-box summary")
+    expect(page.locator("#token-input")).to_be_visible()  # the token field opens by itself
     page.fill("#token-input", TOKEN)
     page.get_by_role("button", name=f"Retry {path.name}").click()
     expect(row(page, path.name).locator(".state")).to_have_text(STORED, timeout=30_000)

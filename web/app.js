@@ -431,6 +431,7 @@ class Item {
 
   fail(message, status = 0) {
     this.failedStatus = status;
+    if (status === 401 || status === 403) $("#token-box").open = true;
     this.setState("error", message);
     announce(`${this.file.name}: ${message}`);
     pump();

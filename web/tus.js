@@ -323,7 +323,13 @@ export class Upload {
     if (response.status !== 201) throw failureOf(response, "create");
     const location = response.header("Location");
     if (!location) throw new RequestFailure("protocol", "the server did not say where the upload is", { phase: "create" });
-    this.url = new URL(location, new URL(this.endpoint, document.baseURI)).href;
+    const url = new URL(location, new URL(this.endpoint, document.baseURI));
+    // Behind a router that ends TLS without saying so (X-Forwarded-Proto), the server names
+    // itself with http:, which an https page may not call; its own scheme is the one that works.
+    if (url.host === window.location.host && url.protocol !== window.location.protocol) {
+      url.protocol = window.location.protocol;
+    }
+    this.url = url.href;
     this.offset = 0;
     this.emit("created", { url: this.url, expires: response.header("Upload-Expires") });
   }
