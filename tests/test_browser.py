@@ -7,6 +7,7 @@ two-file upload is test-artifacts/upload-page.png.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Iterator
 
@@ -280,3 +281,21 @@ def test_pause_resume_and_cancel(page, relay, emulator, tmp_path):
     page.get_by_role("button", name=f"Resume {kept.name}").click()
     expect(row(page, kept.name).locator(".state")).to_have_text(STORED, timeout=45_000)
     assert stored_sha256(relay, emulator, kept_id) == sha
+
+
+def test_dropped_files_are_added_and_a_file_already_listed_is_not_added_twice(page, relay, emulator):
+    page.goto(f"{relay.url}/")
+    drop = """() => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(["dropped on the page\\n"], "dropped.txt", {type: "text/plain", lastModified: 1}));
+        document.querySelector("#dropzone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+    }"""
+    page.evaluate(drop)
+    expect(row(page, "dropped.txt").locator(".state")).to_have_text("Ready")
+    page.evaluate(drop)
+    expect(page.locator("#notice")).to_have_text("Already in the list: dropped.txt.")
+    expect(page.locator("li.upload")).to_have_count(1)
+    page.click("#start")
+    expect(row(page, "dropped.txt").locator(".state")).to_have_text(STORED, timeout=30_000)
+    expected = hashlib.sha256(b"dropped on the page\n").hexdigest()
+    assert stored_sha256(relay, emulator, upload_id(page, "dropped.txt")) == expected

@@ -196,6 +196,13 @@ function announce(text) {
   }, 50);
 }
 
+// Something about the choice of files itself (not one upload): shown under the drop zone.
+function notify(text) {
+  const notice = $("#notice");
+  notice.textContent = text;
+  notice.hidden = !text;
+}
+
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
@@ -572,16 +579,18 @@ function refreshEarlier() {
 }
 
 function addFiles(files) {
+  const repeated = [];
   for (const file of files) {
     const key = memory.key(file);
     if (items.some((item) => item.key === key && !FINISHED.has(item.state))) {
-      announce(`${file.name} is already in the list.`);
+      repeated.push(file.name);
       continue;
     }
     const item = new Item(file);
     items.push(item);
     list.append(item.el);
   }
+  notify(repeated.length ? `Already in the list: ${repeated.join(", ")}.` : "");
   refreshToolbar();
   refreshEarlier();
 }
@@ -602,7 +611,15 @@ for (const type of ["dragleave", "drop"]) {
 }
 dropzone.addEventListener("drop", (event) => {
   event.preventDefault();
-  addFiles(Array.from(event.dataTransfer?.files || []));
+  const transfer = event.dataTransfer;
+  if (!transfer) return;
+  // A dropped folder arrives as a File that cannot be read: leave it out and say so.
+  const folders = new Set(Array.from(transfer.items || [])
+    .filter((item) => item.kind === "file" && item.webkitGetAsEntry?.()?.isDirectory)
+    .map((item) => item.getAsFile()?.name));
+  const files = Array.from(transfer.files || []).filter((file) => !folders.has(file.name));
+  addFiles(files);
+  if (folders.size) notify(`Folders cannot be uploaded; choose the files inside them (left out: ${[...folders].join(", ")}).`);
 });
 // A file dropped beside the drop zone would make the browser open it and leave the page.
 window.addEventListener("dragover", (event) => event.preventDefault());
