@@ -26,8 +26,11 @@ from engine.budget import SharedRequestBudget
 from engine.clock import SystemClock
 from engine.embedded_redis import EmbeddedRedis
 from engine.errors import ServiceUnavailable
+from engine.events import EventLog, PressureWatch, breaker_fields, configure_logging, configured_secrets
 from engine.guard import NotionGuard
 from engine.locks import UploadLocks
+from engine.looplag import LoopLagMonitor
+from engine.metrics import RelayMetrics, Sources
 from engine.notion import NotionClient, Timeouts
 from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
 from engine.quotas import Quotas
@@ -38,6 +41,8 @@ from engine.store import CheckpointStore
 from engine.uploads import ServiceParts, UploadService
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
 from handlers.base import NotFoundHandler
+from handlers.metrics import MetricsHandler
+from handlers.openapi import OpenAPIHandler
 from handlers.page import WEB_DIR, PageHandler, StaticHandler
 from handlers.slowclients import BodyWatch, CappedHTTPServer
 from handlers.system import HealthHandler, SystemView
@@ -45,7 +50,6 @@ from handlers.tus import TusCollectionHandler, TusUploadHandler
 from settings import Settings, SettingsError
 
 log = logging.getLogger("relay")
-events_log = logging.getLogger("relay.events")
 
 JSON_BODY_LIMIT_BYTES = 1 * 2**20
 OWNERSHIP_INTERVAL_S = 1.0
@@ -56,12 +60,6 @@ BODY_CHUNK_BYTES = 256 * 1024
 # Spare curl handles beyond MAX_WORKERS part sends, so create/complete/attach never queue
 # inside CurlAsyncHTTPClient, where queued requests have no timeout (DESIGN.md quirks).
 CONTROL_CURL_HANDLES = 4
-
-
-def log_event(event: str, fields: dict[str, Any]) -> None:
-    text = " ".join(f"{k}={v}" for k, v in fields.items())
-    level = logging.WARNING if event in ("PART_FAILURE", "TIMEOUT_EVENT", "UPLOAD_FAILED") else logging.INFO
-    events_log.log(level, "%s %s", event, text)
 
 
 class Relay:
@@ -100,9 +98,15 @@ class Relay:
                                         s.cb_notion_timeout_duration_s, s.cb_half_open_max_calls)
         upload_breaker = CircuitBreaker("upload_operations", self.clock, s.cb_upload_failure_threshold,
                                         s.cb_upload_timeout_duration_s, s.cb_half_open_max_calls)
+        # The service's events and the relay's own go to the same listeners: logs, metrics, breaker.
+        listeners: list[Any] = [EventLog()]
+
+        def emit(event: str, **fields: Any) -> None:
+            for listener in listeners:
+                listener(event, fields)
+
         for breaker in (notion_breaker, upload_breaker):
-            breaker.on_change(lambda name, old, new: events_log.warning(
-                "Circuit breaker %s %s (was %s)", name, "OPENED" if new == "OPEN" else new, old))
+            breaker.on_change(lambda name, old, new: emit("CIRCUIT_BREAKER", **breaker_fields(name, old, new)))
         budget = SharedRequestBudget(self.clock, *s.notion_rate_limit, store=store)
         locks = UploadLocks(store, self.instance_id(), s.lock_ttl_s)
         guard = NotionGuard(self.clock, notion_breaker, budget)
@@ -122,15 +126,21 @@ class Relay:
             elif event == "UPLOAD_FAILED":
                 upload_breaker.record_failure()
 
+        listeners.append(upload_outcome)
         service = UploadService(ServiceParts(
             clock=self.clock, notion=notion, guard=guard, store=store, scheduler=scheduler,
             retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
             parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
-            listeners=[log_event, upload_outcome]))
+            listeners=listeners))
         self.service = service
+        self.looplag = LoopLagMonitor()
         system = SystemView(self.clock, service, limiter, [notion_breaker, upload_breaker], budget, scheduler,
-                            store, store_kind, s.max_concurrent_uploads, s.queue_size_limit)
+                            store, store_kind, s.max_concurrent_uploads, s.queue_size_limit, looplag=self.looplag)
         self.system = system
+        metrics = RelayMetrics(Sources(service, [notion_breaker, upload_breaker], budget, limiter, scheduler, store,
+                                       self.looplag))
+        listeners.append(metrics.on_event)
+        pressure = PressureWatch(emit)
 
         def admit() -> None:
             for breaker in (notion_breaker, upload_breaker):
@@ -154,7 +164,8 @@ class Relay:
         service.admission = admit
 
         async def tick() -> None:
-            limiter.tick()
+            sample = limiter.tick()
+            pressure.observe(limiter.state, sample.used_mb, sample.total_bytes / 2**20, limiter.workers)
             scheduler.pump()
             await store.ping()
 
@@ -179,6 +190,8 @@ class Relay:
             (r"/api/upload/status/([^/]+)", StatusHandler, kwargs),
             (r"/api/upload/([^/]+)", StreamUploadHandler, {**kwargs, "body_watch": self.body_watch}),
             (r"/api/system/health", HealthHandler, {"system": system, "access": access}),
+            (r"/metrics", MetricsHandler, {"metrics": metrics, "access": access}),
+            (r"/api/openapi.json", OpenAPIHandler),
             (r"/()", PageHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
             (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
         ], default_handler_class=NotFoundHandler, compress_response=False)
@@ -195,6 +208,7 @@ class Relay:
         port = sockets[0].getsockname()[1]
         for loop in self.loops:
             loop.start()
+        self.looplag.start()
         self._install_signals()
         mode = "demo (Notion emulator)" if s.demo_mode else "notion"
         log.info("starting: mode=%s api=%s parent_page=%s", mode, s.notion_api_base, s.notion_parent_page_id)
@@ -234,6 +248,7 @@ class Relay:
             self.server.stop()
         for loop in self.loops:
             loop.stop()
+        self.looplag.stop()
         self.service.stop_taking_bytes()
         deadline = self.clock.monotonic() + grace
         # Parts in flight finish and their checkpoints are written (the part job awaits them);
@@ -251,18 +266,14 @@ class Relay:
         self._stopped.set()
 
 
-def configure_logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
 def main() -> None:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"relay: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    configure_logging()
+    configure_logging(settings.log_format, configured_secrets(
+        settings.notion_token, [secret for _, secret in settings.upload_tokens], settings.redis_url))
     relay = Relay(settings)
     try:
         asyncio.run(relay.serve())

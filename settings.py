@@ -91,6 +91,7 @@ class Settings:
     host: str = _env("HOST", "127.0.0.1", _str)
     port: int = _env("PORT", 8888, _int, _between(0, 65535))  # 0 picks a free port
     environment: str = _env("ENVIRONMENT", "development", _str, _one_of("development", "production", "test"))
+    log_format: str = _env("LOG_FORMAT", "text", lambda t: t.strip().lower(), _one_of("text", "json"))  # text = key=value
 
     # Notion
     notion_token: str | None = _env("NOTION_TOKEN", None, _optional_str)

@@ -140,6 +140,9 @@ class Writer:
         self.superseded = False
         self.closed = False
         self.error: UploadError | None = None
+        # Set by the request handler: answer the client at once when the writer is detached,
+        # rather than after a body that may go on for gigabytes.
+        self.on_superseded: Callable[[UploadError], None] | None = None
         self.accepted = 0
         self.tallied = False  # `accepted` is in the service's bytes_received
 
@@ -175,10 +178,15 @@ class Writer:
         s.ready.extend(completed)
         return self.service.drain(s)
 
-    def supersede(self) -> None:
-        """A newer request for the same upload took over; stop writing and undo unverified bytes."""
+    def supersede(self, reason: UploadError | None = None) -> None:
+        """A newer request for the same upload took over (or `reason`, e.g. a restart): stop
+        writing and undo unverified bytes."""
         if self.closed:
             return
+        if reason is not None and self.error is None:
+            self.error = reason
+        if self.on_superseded is not None:
+            self.on_superseded(self.error or UploadBusy("a newer request took over this upload", retry_after_s=1))
         self._tally()
         self.superseded = True
         self._rollback_held()
@@ -225,7 +233,7 @@ class Writer:
         s = self.session
         self._tally()
         if self.superseded:
-            raise UploadBusy("a newer request took over this upload", retry_after_s=1)
+            raise self.error or UploadBusy("a newer request took over this upload", retry_after_s=1)
         if self.hold and not checksum_ok:
             self._rollback_held()
             self.closed = True
@@ -507,9 +515,10 @@ class UploadService:
     def stop_taking_bytes(self) -> None:
         """Shutting down: detach every request from its upload; what they sent so far stays."""
         self.draining = True
+        restarting = ServiceUnavailable("the server is restarting; retry shortly", retry_after_s=2)
         for s in self.live.values():
             if s.writer is not None:
-                s.writer.supersede()
+                s.writer.supersede(restarting)
                 s.writer = None
 
     def idle(self) -> bool:

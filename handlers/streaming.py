@@ -70,6 +70,7 @@ class StreamingBodyMixin(BaseHandler):
         # Tornado's default cap is 100 MB; the real cap is what the upload still needs.
         self.request.connection.set_max_body_size(max(remaining, 1))
         self.writer = self.service.begin_write(session, offset, hold=self._checksum is not None)
+        self.writer.on_superseded = self.answer_now
         if self.body_watch is not None:
             self.body_watch.watch(self)
 
@@ -90,6 +91,12 @@ class StreamingBodyMixin(BaseHandler):
 
     def _resume_reading(self, _: object) -> None:
         self.paused = False
+
+    def answer_now(self, error: Exception) -> None:
+        """Our writer was detached (a newer request, a restart): reply before the body ends;
+        Tornado then closes the connection instead of reading the rest."""
+        if not self._finished and not self.aborted:
+            self.send_failure(error)
 
     def drop_slow_client(self) -> None:
         """Called by the BodyWatch: the client sends too slowly; hang up (what it sent is kept)."""

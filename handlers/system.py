@@ -8,6 +8,7 @@ from engine.auth import Access
 from engine.breaker import CLOSED, CircuitBreaker
 from engine.budget import Budget
 from engine.clock import Clock
+from engine.looplag import LoopLagMonitor
 from engine.resources import CRITICAL, AdaptiveLimiter
 from engine.scheduler import PartScheduler
 from engine.session import FINAL_STATES
@@ -28,6 +29,7 @@ class SystemView:
     store_kind: str
     max_concurrent_uploads: int
     queue_size_limit: int
+    looplag: LoopLagMonitor | None = None
 
     def active_uploads(self) -> int:
         return sum(1 for s in self.service.live.values() if s.record.state not in FINAL_STATES)
@@ -91,6 +93,7 @@ class SystemView:
                     "max_concurrent_uploads": self.max_concurrent_uploads,
                     "queue_size_limit": self.queue_size_limit,
                 },
+                **({"event_loop": self.looplag.snapshot()} if self.looplag is not None else {}),
             },
             "performance": {
                 "active_upload_sessions": active,

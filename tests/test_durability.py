@@ -256,3 +256,24 @@ def test_three_instances_share_one_budget_and_never_see_a_429(tmp_path, redis_se
         for relay in relays:
             relay.stop()
         emulator.stop()
+
+
+def test_a_request_cut_by_a_restart_is_told_so(emulator, redis_server, tmp_path):
+    relay = start_relay(tmp_path / "relay", emulator.url, redis_server.url, SHUTDOWN_TIMEOUT="5")
+    created = requests.post(f"{relay.url}/files/", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(30 * MIB), "Upload-Metadata": "filename ci50eHQ="}, timeout=30)
+    path = "/files/" + created.headers["Location"].rsplit("/", 1)[-1]
+    host, port = relay.url.split("//")[1].split(":")
+    import socket
+
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall((f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                   f"Content-Type: application/offset+octet-stream\r\nContent-Length: {4 * MIB}\r\n\r\n").encode()
+                  + b"r" * MIB)
+        wait_until(lambda: relay.status(path.rsplit("/", 1)[-1])["bytes_uploaded"] >= MIB, timeout_s=10,
+                   message="the first MiB to arrive")
+        relay.signal(signal.SIGTERM)
+        reply = s.recv(4096)  # answered at once, without waiting for the rest of the body
+    assert relay.wait(20) == 0
+    assert reply.startswith(b"HTTP/1.1 503"), reply[:200]
+    assert b"restarting" in reply

@@ -1,0 +1,34 @@
+"""A Stack (emulator + private Redis + relay) whose emulator takes flags too."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from engine.embedded_redis import EmbeddedRedis, free_tcp_port
+from tests.conftest import Stack
+from tests.support.emulator import start_emulator
+from tests.support.relay import start_relay
+
+# Far above what a test needs: for tests about something other than throttling, where a 429
+# or a 503 for load would only get in the way (throttling itself: test_resilience.py).
+UNTHROTTLED = "100000/60"
+
+
+class CustomStack(Stack):
+    def __init__(self, folder: Path, emulator_args: Sequence[str] = (), **relay_env: str) -> None:
+        self.folder = folder
+        self.relay = None
+        self.emulator = start_emulator(folder / "emulator", *emulator_args)
+        self.redis = EmbeddedRedis(folder / "redis", tcp_port=free_tcp_port())
+        try:
+            self.redis.start()
+            self.relay = start_relay(folder / "relay", self.emulator.url, self.redis.url, **relay_env)
+        except BaseException:
+            self.close()
+            raise
+
+
+def unthrottled_stack(folder: Path, emulator_args: Sequence[str] = (), **relay_env: str) -> CustomStack:
+    """Notion's rate limit, the relay's budget and its upload cap turned far up."""
+    env = {"NOTION_RATE_LIMIT": UNTHROTTLED, "MAX_CONCURRENT_UPLOADS": "100000", **relay_env}
+    return CustomStack(folder, ["--rate-limit", UNTHROTTLED, *emulator_args], **env)
