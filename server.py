@@ -156,7 +156,7 @@ class Relay:
                 raise ServiceUnavailable(
                     f"Upload rejected due to resource constraints: Memory would exceed critical limit "
                     f"({used:.1f}MB > {limiter.thresholds.critical_mb:.0f}MB)", retry_after_s=30)
-            active = sum(1 for x in service.live.values() if x.record.state not in FINAL_STATES)
+            active = service.creating + sum(1 for x in service.live.values() if x.record.state not in FINAL_STATES)
             if active >= s.max_concurrent_uploads + s.queue_size_limit:
                 raise ServiceUnavailable("Too many uploads in progress; try again shortly", retry_after_s=10,
                                          active_uploads=active)
