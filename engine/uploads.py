@@ -56,6 +56,8 @@ def new_upload_id() -> str:
 def clean_filename(name: str, content_type: str | None) -> str:
     """A filename Notion will take as it is: no path, no control characters, an extension,
     at most 900 bytes of UTF-8 (the extension kept)."""
+    # A JSON string may hold lone surrogates, which are not UTF-8: they become U+FFFD.
+    name = name.encode("utf-8", "replace").decode("utf-8")
     name = _UNSAFE_NAME.sub("_", name).strip().strip(".") or "upload"
     if extension(name) is None:
         ext = DEFAULT_EXTENSION.get(base_type(content_type or ""))

@@ -92,6 +92,13 @@ class StreamingBodyMixin(BaseHandler):
     def _resume_reading(self, _: object) -> None:
         self.paused = False
 
+    def extra_failure_headers(self) -> None:
+        super().extra_failure_headers()
+        if not self._body_done:
+            # Answering before the body is read makes Tornado close the connection afterwards;
+            # say so, or a client that reuses the connection meets a reset.
+            self.set_header("Connection", "close")
+
     def answer_now(self, error: Exception) -> None:
         """Our writer was detached (a newer request, a restart): reply before the body ends;
         Tornado then closes the connection instead of reading the rest."""

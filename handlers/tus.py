@@ -62,6 +62,7 @@ class TusBase(StreamingBodyMixin):
         self.set_header("Tus-Resumable", TUS_VERSION)
 
     def extra_failure_headers(self) -> None:
+        super().extra_failure_headers()
         self.set_header("Tus-Resumable", TUS_VERSION)
         self.set_header("Tus-Version", TUS_VERSION)  # tells a client with the wrong version what we speak
 

@@ -8,6 +8,7 @@ import pytest
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
 from tests.support.emulator import emulator  # noqa: F401  (fixture)
 from tests.support.relay import RelayProcess, start_relay
+from tests.support.stacks import Stack
 
 
 @pytest.fixture
@@ -36,30 +37,6 @@ def relay_factory(tmp_path: Path, emulator, redis_server) -> Iterator[Callable[.
 @pytest.fixture
 def relay(relay_factory) -> RelayProcess:
     return relay_factory()
-
-
-class Stack:
-    """An emulator, a private Redis and a relay, shared by the tests of one module."""
-
-    def __init__(self, folder: Path, **relay_env: str) -> None:
-        from tests.support.emulator import start_emulator
-
-        self.folder = folder
-        self.relay = None
-        self.emulator = start_emulator(folder / "emulator")
-        self.redis = EmbeddedRedis(folder / "redis", tcp_port=free_tcp_port())
-        try:
-            self.redis.start()
-            self.relay = start_relay(folder / "relay", self.emulator.url, self.redis.url, **relay_env)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.relay is not None:
-            self.relay.stop()
-        self.redis.stop()
-        self.emulator.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.looplag import LoopLagMonitor
 from tests.support.processes import wait_until
 from tests.support.relay import MIB, make_file
-from tests.support.stacks import CustomStack, unthrottled_stack
+from tests.support.stacks import Stack, unthrottled_stack
 
 TUS = {"Tus-Resumable": "1.0.0"}
 Samples = dict[tuple[str, frozenset], float]
 
 
 @pytest.fixture(scope="module")
-def obs_stack(tmp_path_factory) -> Iterator[CustomStack]:
+def obs_stack(tmp_path_factory) -> Iterator[Stack]:
     # Quick retries, so the faults below cost little time; room for 25 uploads at once.
     s = unthrottled_stack(tmp_path_factory.mktemp("metrics"), INITIAL_RETRY_DELAY="0.05", MAX_RETRY_DELAY="0.2",
                           MAX_CONCURRENT_UPLOADS="25", QUEUE_SIZE_LIMIT="0")

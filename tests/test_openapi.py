@@ -19,7 +19,7 @@ import requests
 
 from handlers.openapi import build_document
 from tests.support.processes import ROOT
-from tests.support.stacks import CustomStack, unthrottled_stack
+from tests.support.stacks import Stack, unthrottled_stack
 
 CHECKS = ",".join([
     "not_a_server_error",  # no 5xx at all: the stack is sized so that none is legitimate
@@ -33,7 +33,7 @@ RUN_TIMEOUT_S = 90
 
 
 @pytest.fixture(scope="module")
-def fuzz_stack(tmp_path_factory) -> Iterator[CustomStack]:
+def fuzz_stack(tmp_path_factory) -> Iterator[Stack]:
     s = unthrottled_stack(tmp_path_factory.mktemp("openapi"))
     yield s
     s.close()

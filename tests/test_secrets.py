@@ -14,7 +14,7 @@ import requests
 
 from tests.support.processes import PYTHON, ROOT, wait_until
 from tests.support.relay import MIB
-from tests.support.stacks import UNTHROTTLED, CustomStack
+from tests.support.stacks import UNTHROTTLED, Stack
 
 NOTION_SECRET = "secret_NotionIntegration7f3c9a1e5b2d8c4f6a0e9d1b3c5a7f9e"
 UPLOAD_SECRET = "alice-upload-token-4b8e2f6a9c1d3e5f7a9b0c2d4e6f8a1b"
@@ -47,8 +47,8 @@ class Recorder(requests.Session):
 
 
 @pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[CustomStack]:
-    stack = CustomStack(
+def guarded(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(
         tmp_path, ["--token", NOTION_SECRET, "--rate-limit", UNTHROTTLED],
         NOTION_TOKEN=NOTION_SECRET, UPLOAD_TOKENS=f"alice:{UPLOAD_SECRET}", NOTION_RATE_LIMIT=UNTHROTTLED,
         INITIAL_RETRY_DELAY="0.05", MAX_RETRY_DELAY="0.2", MAX_RETRIES="3", CB_NOTION_TIMEOUT_DURATION="1",

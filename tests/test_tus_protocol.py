@@ -156,3 +156,32 @@ def test_method_override_for_limited_clients(stack):
     r = requests.post(url, data=b"12345", headers={**TUS, **OCTET, "Upload-Offset": "0",
                                                    "X-HTTP-Method-Override": "PATCH"}, timeout=30)
     assert r.status_code == 204 and r.headers["Upload-Offset"] == "5"
+
+
+def test_a_refused_request_tells_the_client_to_reconnect(stack):
+    """Answers given before the body is read end the connection: they must say Connection: close
+    so a client that keeps its connection alive is not met by a reset."""
+    import http.client
+
+    url = create(stack.relay.url, 100).headers["Location"]
+    path = "/files/" + url.rsplit("/", 1)[-1]
+    host, port = stack.relay.url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    for method, p, headers, expected in [
+        ("PATCH", path, {**TUS, **OCTET, "Upload-Offset": "7", "Content-Length": "3"}, 409),
+        ("HEAD", "/files/" + "0" * 32, TUS, 404),
+        ("HEAD", path, TUS, 200),
+        ("HEAD", "/files/" + "1" * 32, TUS, 404),
+        ("HEAD", path, TUS, 200),
+    ]:
+        conn.request(method, p, body=b"abc" if method == "PATCH" else None, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == expected
+    conn.close()
+
+
+def test_lone_surrogates_in_a_filename_are_a_clear_answer(stack):
+    r = requests.post(f"{stack.relay.url}/api/upload/create-session",
+                      data=b'{"filename": "a\\ud800b.txt", "fileSize": 1}', timeout=10)
+    assert r.status_code < 500

@@ -1,11 +1,10 @@
-"""A Stack (emulator + private Redis + relay) whose emulator takes flags too."""
+"""A Stack: an emulator (with optional flags), a private Redis and a relay, started together."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
-from tests.conftest import Stack
 from tests.support.emulator import start_emulator
 from tests.support.relay import start_relay
 
@@ -14,7 +13,7 @@ from tests.support.relay import start_relay
 UNTHROTTLED = "100000/60"
 
 
-class CustomStack(Stack):
+class Stack:
     def __init__(self, folder: Path, emulator_args: Sequence[str] = (), **relay_env: str) -> None:
         self.folder = folder
         self.relay = None
@@ -27,8 +26,14 @@ class CustomStack(Stack):
             self.close()
             raise
 
+    def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        self.redis.stop()
+        self.emulator.stop()
 
-def unthrottled_stack(folder: Path, emulator_args: Sequence[str] = (), **relay_env: str) -> CustomStack:
+
+def unthrottled_stack(folder: Path, emulator_args: Sequence[str] = (), **relay_env: str) -> Stack:
     """Notion's rate limit, the relay's budget and its upload cap turned far up."""
     env = {"NOTION_RATE_LIMIT": UNTHROTTLED, "MAX_CONCURRENT_UPLOADS": "100000", **relay_env}
-    return CustomStack(folder, ["--rate-limit", UNTHROTTLED, *emulator_args], **env)
+    return Stack(folder, ["--rate-limit", UNTHROTTLED, *emulator_args], **env)
