@@ -12,7 +12,6 @@ import secrets
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 import tornado.web

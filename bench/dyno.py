@@ -487,7 +487,6 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 
 def results_document(data: RunData) -> dict[str, Any]:
-    args = data.args
     doc: dict[str, Any] = {
         "benchmark": "dyno",
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -9,6 +9,8 @@ it to be as strict as Notion.
 """
 from __future__ import annotations
 
+import re
+
 _WORD = "application/vnd.openxmlformats-officedocument.wordprocessingml"
 _SHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml"
 _SLIDES = "application/vnd.openxmlformats-officedocument.presentationml"
@@ -117,3 +119,25 @@ def content_type_for(filename: str, declared: str | None) -> str | None:
         return None
     kind = base_type(declared or "")
     return kind if kind in accepted else accepted[0]
+
+
+MAX_FILENAME_BYTES = 900
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def clean_filename(name: str, content_type: str | None) -> str:
+    """A filename Notion will take as it is: no path, no control characters, an extension,
+    at most 900 bytes of UTF-8 (the extension kept)."""
+    # A JSON string may hold lone surrogates, which are not UTF-8: they become U+FFFD.
+    name = name.encode("utf-8", "replace").decode("utf-8")
+    name = _UNSAFE_NAME.sub("_", name).strip().strip(".") or "upload"
+    if extension(name) is None:
+        ext = DEFAULT_EXTENSION.get(base_type(content_type or ""))
+        if ext:
+            name = f"{name}.{ext}"
+    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        keep = MAX_FILENAME_BYTES - len(ext.encode()) - len(dot)
+        stem = stem.encode("utf-8")[:keep].decode("utf-8", "ignore")
+        name = f"{stem}{dot}{ext}"
+    return name

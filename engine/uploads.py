@@ -8,254 +8,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import secrets
 import shutil
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from engine.clock import Clock, parse_iso8601
-from engine.errors import (UnsupportedFileType, ChecksumMismatch, InvalidUpload, NotionRejected, OffsetMismatch,
-                           ServiceUnavailable, UploadBusy, UploadError, UploadFailed, UploadGone,
-                           UploadNotFound, UploadTooLarge)
-from engine.filetypes import DEFAULT_EXTENSION, base_type, content_type_for, extension
+from engine.errors import (InvalidUpload, NotionRejected, OffsetMismatch, ServiceUnavailable, UnsupportedFileType,
+                           UploadBusy, UploadError, UploadFailed, UploadGone, UploadNotFound, UploadTooLarge)
+from engine.filetypes import clean_filename, content_type_for, extension
+from engine.finishing import Finisher
 from engine.guard import NotionGuard
 from engine.locks import UploadLocks
-from engine.notion import Failure, NotionClient, block_type_for
-from engine.quotas import Quotas
+from engine.notion import Failure, NotionClient
 from engine.partplan import PartPlan, PlanError, plan_parts
+from engine.quotas import Quotas
 from engine.retry import RetryPolicy
 from engine.scheduler import PartScheduler
-from engine.session import (COMPLETED, CREATED, EXPIRED, FAILED, FINALIZING, RECEIVING,
-                            TERMINATED, UploadRecord)
+from engine.session import (COMPLETED, CREATED, EXPIRED, FAILED, FINALIZING, RECEIVING, TERMINATED, UploadRecord,
+                            UploadSession)
 from engine.spool import PartAssembler
 from engine.store import CheckpointStore, StoreUnavailable
+from engine.writer import Writer
 
 log = logging.getLogger("relay.uploads")
 
 NOTION_EXPIRY_S = 3600.0
 NOTION_WINDOW_PASSED = "Notion's upload window (1 hour from creation) has passed; start the upload again"
 TOMBSTONE_TTL_S = 3600
-MAX_FILENAME_BYTES = 900
 # How long a request that creates an upload may spend retrying Notion: the PaaS router cuts
 # requests at about 30 s, and an answer with Retry-After beats a cut connection.
 CREATE_DEADLINE_S = 20.0
 WORKSPACE_LIMIT_TTL_S = 600.0
 DEFAULT_WORKSPACE_LIMIT = 5 * 2**30
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 def new_upload_id() -> str:
     """128 random bits, hex: unguessable and URL-safe."""
     return secrets.token_hex(16)
-
-
-def clean_filename(name: str, content_type: str | None) -> str:
-    """A filename Notion will take as it is: no path, no control characters, an extension,
-    at most 900 bytes of UTF-8 (the extension kept)."""
-    # A JSON string may hold lone surrogates, which are not UTF-8: they become U+FFFD.
-    name = name.encode("utf-8", "replace").decode("utf-8")
-    name = _UNSAFE_NAME.sub("_", name).strip().strip(".") or "upload"
-    if extension(name) is None:
-        ext = DEFAULT_EXTENSION.get(base_type(content_type or ""))
-        if ext:
-            name = f"{name}.{ext}"
-    if len(name.encode("utf-8")) > MAX_FILENAME_BYTES:
-        stem, dot, ext = name.rpartition(".")
-        keep = MAX_FILENAME_BYTES - len(ext.encode()) - len(dot)
-        stem = stem.encode("utf-8")[:keep].decode("utf-8", "ignore")
-        name = f"{stem}{dot}{ext}"
-    return name
-
-
-class UploadSession:
-    """An upload this process is working on: its record plus live, in-memory progress."""
-
-    def __init__(self, record: UploadRecord, plan: PartPlan, durable: set[int], assembler: PartAssembler) -> None:
-        self.record = record
-        self.plan = plan
-        self.durable = durable
-        self.assembler = assembler
-        self.ready: deque[int] = deque()  # complete part files waiting for room in the scheduler
-        self.in_flight: set[int] = set()  # handed to the scheduler, not yet durable
-        self.failed_parts: set[int] = set()  # sends that ran out of attempts; re-sent on resume
-        self.writer: Writer | None = None
-        # The last request ended mid-body: bytes it delivered after the client gave up may have
-        # moved us past the offset the client saw, so its next request may rewind (see begin_write).
-        self.interrupted = False
-        self.last_activity = 0.0  # monotonic time of the last byte, part or request
-        self.finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
-        self.finalizing: asyncio.Task[None] | None = None
-        self.retries = 0
-        self._saving = False
-        self._dirty = False
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    @property
-    def durable_offset(self) -> int:
-        return self.plan.durable_offset(self.durable)
-
-    @property
-    def committed_offset(self) -> int:
-        """Bytes we hold and vouch for (a checksummed request counts only once verified)."""
-        w = self.writer
-        if w is not None and w.hold and not w.closed:
-            return w.start
-        return self.assembler.received
-
-    @property
-    def client_offset(self) -> int:
-        """The tus Upload-Offset. Until Notion holds the file, the last byte is never reported
-        as received: a client that lost the final response re-sends it and waits for the truth
-        (DESIGN.md invariant 1) instead of assuming "done"."""
-        if self.record.state == COMPLETED:
-            return self.plan.size
-        return min(self.committed_offset, self.plan.size - 1)
-
-    @property
-    def confirmed_bytes(self) -> int:
-        return sum(self.plan.part_length(n) for n in self.durable)
-
-    def handed_out_limit(self) -> int:
-        """The lowest offset we may rewind to: parts past it are being read by libcurl."""
-        busy = self.in_flight | self.failed_parts | set(self.ready)
-        return self.plan.part_end(max(busy)) if busy else 0
-
-
-class Writer:
-    """One request's bytes going into an upload (a tus PATCH, a POST with body, a PUT)."""
-
-    def __init__(self, service: "UploadService", session: UploadSession, start: int, hold: bool,
-                 echo: int = 0) -> None:
-        self.service = service
-        self.session = session
-        self.start = start
-        self.hold = hold  # a checksummed request: its parts wait until the checksum is verified
-        self.held: list[int] = []
-        self.echo = echo  # bytes the client re-sends that we already have (the final byte)
-        self.superseded = False
-        self.closed = False
-        self.error: UploadError | None = None
-        # Set by the request handler: answer the client at once when the writer is detached,
-        # rather than after a body that may go on for gigabytes.
-        self.on_superseded: Callable[[UploadError], None] | None = None
-        self.accepted = 0
-        self.tallied = False  # `accepted` is in the service's bytes_received
-
-    def write(self, chunk: bytes) -> Awaitable[None] | None:
-        """Take a chunk; returns an awaitable only when the caller must pause (back-pressure)."""
-        if self.closed or self.error is not None:
-            return None
-        s = self.session
-        if s.record.state in (TERMINATED, EXPIRED):
-            self.error = UploadGone("the upload was terminated or has expired")
-            return None
-        if s.record.state == FAILED:
-            self.error = self.service.failure_of(s)
-            return None
-        if self.echo:
-            take = min(self.echo, len(chunk))
-            self.echo -= take
-            self.accepted += take
-            if len(chunk) > take:
-                self.error = UploadTooLarge("more bytes than the upload's declared length")
-            return None
-        if s.assembler.received + len(chunk) > s.plan.size:
-            self.error = UploadTooLarge(
-                f"more bytes than the upload's declared length ({s.plan.size})", offset=s.assembler.received)
-            return None
-        completed = s.assembler.write(chunk)
-        self.accepted += len(chunk)
-        if not completed:
-            return None
-        if self.hold:
-            self.held.extend(completed)
-            return None
-        s.ready.extend(completed)
-        return self.service.drain(s)
-
-    def supersede(self, reason: UploadError | None = None) -> None:
-        """A newer request for the same upload took over (or `reason`, e.g. a restart): stop
-        writing and undo unverified bytes."""
-        if self.closed:
-            return
-        if reason is not None and self.error is None:
-            self.error = reason
-        if self.on_superseded is not None:
-            self.on_superseded(self.error or UploadBusy("a newer request took over this upload", retry_after_s=1))
-        self._tally()
-        self.superseded = True
-        self._rollback_held()
-        self.closed = True
-
-    def _rollback_held(self) -> None:
-        if self.hold and not self.closed:
-            s = self.session
-            for n in self.held:
-                s.assembler.discard(n)
-            self.held.clear()
-            if s.assembler.received > self.start:
-                s.assembler.rewind(self.start)
-
-    def abort(self) -> None:
-        """The client went away mid-body. Verified bytes stay; complete parts still go to Notion."""
-        if self.closed:
-            return
-        self._tally()
-        self._rollback_held()
-        self.closed = True
-        self.session.interrupted = True
-        self._detach()
-        self.service.spawn(self.service.drain(self.session))
-
-    def _tally(self) -> None:
-        """Add this request's bytes to the service's total, once, as the request ends: metrics
-        are counted per request, never per chunk (data_received is the hot path)."""
-        if not self.tallied:
-            self.tallied = True
-            self.service.bytes_received += self.accepted
-
-    def _detach(self) -> None:
-        self.session.last_activity = self.service.clock.monotonic()
-        if self.session.writer is self:
-            self.session.writer = None
-
-    async def finish(self, checksum_ok: bool = True) -> None:
-        """The body ended. Raises an UploadError when the request cannot be acknowledged.
-
-        Returns once the bytes are ours; for the request that completes the upload, only once
-        Notion holds the file (and the block is on the page when one is configured).
-        """
-        s = self.session
-        self._tally()
-        if self.superseded:
-            raise self.error or UploadBusy("a newer request took over this upload", retry_after_s=1)
-        if self.hold and not checksum_ok:
-            self._rollback_held()
-            self.closed = True
-            self._detach()
-            raise ChecksumMismatch("the checksum of the request body does not match Upload-Checksum")
-        if self.hold:
-            s.ready.extend(self.held)
-            self.held.clear()
-        self.closed = True
-        s.interrupted = False
-        self._detach()
-        if self.error is None:
-            await self.service.drain(s)
-        if self.error is not None:
-            raise self.error
-        if s.record.state == FAILED:
-            raise self.service.failure_of(s)
-        if s.assembler.received == s.plan.size and self.echo == 0:
-            self.service.maybe_finalize(s)
-            await asyncio.shield(s.finished)
 
 
 @dataclass
@@ -281,6 +73,7 @@ class UploadService:
         self.p = parts
         self.clock = parts.clock
         self.live: dict[str, UploadSession] = {}
+        self.finisher = Finisher(parts.clock, parts.notion, parts.guard, parts.retry, self.emit)
         self._workspace_limit: tuple[float, int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Set by server.py: raises ServiceUnavailable when new uploads must wait (breaker, memory).
@@ -766,10 +559,10 @@ class UploadService:
         self.save(s)
         try:
             if s.plan.is_multipart:
-                await self._complete(s)
+                await self.finisher.complete(s)
             s.record.notion_status = "uploaded"
             if s.record.page_id:
-                await self._attach(s)
+                await self.finisher.attach(s)
         except UploadError as error:
             s.record.state = FAILED
             s.record.error = error.message
@@ -786,72 +579,6 @@ class UploadService:
         self.emit("UPLOAD_COMPLETE", upload_id=s.id, size=s.plan.size, block_id=s.record.block_id)
         if not s.finished.done():
             s.finished.set_result(None)
-
-    async def _with_retries(self, operation: str, s: UploadSession,
-                            call: Callable[[], Awaitable[dict[str, Any]]],
-                            recover: Callable[[Failure], Awaitable[dict[str, Any] | None]]) -> dict[str, Any]:
-        """Run a non-idempotent finishing call: after an ambiguous failure, `recover` looks at
-        Notion's state and returns a result when the call turns out to have happened."""
-        failures = 0
-        while True:
-            try:
-                return await self.p.guard.run(call)
-            except Failure as f:
-                failures += 1
-                self.emit("NOTION_RETRY", operation=operation, upload_id=s.id, reason=f.reason, attempt=failures)
-                try:
-                    found = await recover(f)
-                except Failure:
-                    found = None
-                if found is not None:
-                    return found
-                if not (f.retryable and self.p.retry.may_retry(failures)):
-                    raise UploadFailed(f"Notion could not {operation} the upload: {f.message}",
-                                       can_resume=f.retryable) from None
-                await self.clock.sleep(self.p.retry.delay_s(failures, f.retry_after_s))
-
-    async def _complete(self, s: UploadSession) -> None:
-        fid = s.record.notion_file_upload_id
-
-        async def recover(f: Failure) -> dict[str, Any] | None:
-            if not (f.may_have_applied or f.status == 400):
-                return None
-            current = await self.p.guard.run(lambda: self.p.notion.retrieve(fid))
-            return current if current.get("status") == "uploaded" else None
-
-        result = await self._with_retries("complete", s, lambda: self.p.notion.complete(fid), recover)
-        if result.get("status") != "uploaded":
-            raise UploadFailed(f"Notion did not mark the upload as uploaded (status {result.get('status')!r})",
-                               can_resume=True)
-
-    async def _attach(self, s: UploadSession) -> None:
-        fid = s.record.notion_file_upload_id
-        page = s.record.page_id
-        block_type = block_type_for(s.record.content_type)
-
-        async def recover(f: Failure) -> dict[str, Any] | None:
-            if not f.may_have_applied:
-                return None
-            return await self._find_block(page, fid)
-
-        result = await self._with_retries(
-            "attach", s, lambda: self.p.notion.append_file_block(page, fid, block_type), recover)
-        results = result.get("results") or []
-        block = next((b for b in results if _references(b, fid)), results[-1] if results else None)
-        s.record.block_id = block.get("id") if isinstance(block, dict) else None
-
-    async def _find_block(self, page: str, fid: str) -> dict[str, Any] | None:
-        """Did an attach that failed ambiguously land? Look for our block on the page."""
-        cursor = None
-        for _ in range(50):  # at most 5000 blocks; a page with more is not worth scanning
-            listing = await self.p.guard.run(lambda: self.p.notion.list_children(page, cursor))
-            for block in listing.get("results") or []:
-                if _references(block, fid):
-                    return {"results": [block]}
-            if not listing.get("has_more"):
-                return None
-            cursor = listing.get("next_cursor")
-        return None
 
     # --- termination and persistence --------------------------------------------------------
 
@@ -899,13 +626,3 @@ class UploadService:
                     return
         finally:
             s._saving = False
-
-
-def _references(block: Any, file_upload_id: str) -> bool:
-    if not isinstance(block, dict):
-        return False
-    body = block.get(block.get("type", ""), {})
-    if not isinstance(body, dict):
-        return False
-    ref = body.get("file_upload") or {}
-    return isinstance(ref, dict) and ref.get("id") == file_upload_id
