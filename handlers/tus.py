@@ -16,7 +16,7 @@ from engine.clock import http_date
 from engine.errors import UploadGone
 from engine.session import COMPLETED, EXPIRED, TERMINATED
 from engine.uploads import UploadService, UploadSession
-from handlers.base import TUS_VERSION, BaseHandler, refuse_while_draining
+from handlers.base import TUS_VERSION, refuse_while_draining
 from handlers.errors import RequestError
 from handlers.slowclients import BodyWatch
 from handlers.streaming import CHECKSUM_ALGORITHMS, StreamingBodyMixin, parse_offset
