@@ -39,6 +39,7 @@ import tornado
 from bench import procs
 from bench.cgroup import Cgroup, Limits, Reading, open_cgroup, proc_cgroup_text
 from bench.payload import DEFAULT_PART_BYTES, MiB, Payload, make_payload, parse_size
+from bench.report import write_results
 from engine.embedded_redis import EmbeddedRedis
 from tests.support.emulator import EmulatorProcess
 from tests.support.processes import ROOT, ManagedProcess
@@ -830,16 +831,6 @@ def markdown_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
-
-
 # --- entry point -----------------------------------------------------------------------------
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -894,8 +885,7 @@ def main(argv: Sequence[str]) -> int:
     data = run(args)
     doc = results_document(data)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "results-dyno.json").write_text(json.dumps(_rounded(doc), indent=2) + "\n")
-    (args.out_dir / "results-dyno.md").write_text(markdown_report(doc))
+    write_results(args.out_dir, "results-dyno", doc, markdown_report(doc))
     print(text_report(doc))
     print(f"\nwrote {args.out_dir / 'results-dyno.json'} and {args.out_dir / 'results-dyno.md'} "
           f"(logs in {args.out_dir / 'out' / 'dyno'})")

@@ -31,7 +31,17 @@ import tornado
 from bench import procs
 from bench.baselines import CURL_RESULT_PREFIX
 from bench.client import Http
-from bench.payload import DEFAULT_PART_BYTES, GiB, MiB, Payload, make_payload, parse_size, sha256_of, split_parts
+from bench.payload import (
+    DEFAULT_PART_BYTES,
+    GiB,
+    MiB,
+    Payload,
+    make_payload,
+    parse_size,
+    sha256_of,
+    split_parts,
+)
+from bench.report import write_results
 
 FILENAME = "bench.txt"
 CONTENT_TYPE = "text/plain"
@@ -356,17 +366,6 @@ def markdown_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rounded(value: Any) -> Any:
-    """Floats to 4 decimals (10 ms CPU ticks make more digits noise)."""
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
-
-
 # --- entry point ---------------------------------------------------------------------------
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -420,8 +419,7 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     doc = run(args)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "results.json").write_text(json.dumps(_rounded(doc), indent=2) + "\n")
-    (args.out_dir / "results.md").write_text(markdown_report(doc))
+    write_results(args.out_dir, "results", doc, markdown_report(doc))
     print(text_report(doc))
     print(f"\nwrote {args.out_dir / 'results.json'} and {args.out_dir / 'results.md'}")
     if doc["errors"]:
