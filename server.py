@@ -71,13 +71,20 @@ class Relay:
         self.server: CappedHTTPServer | None = None
         self.stopping = False
 
+    def start_embedded_redis(self) -> None:
+        """Without REDIS_URL, our own redis-server; started (and waited for) before the event
+        loop runs, so the wait blocks nothing."""
+        if self.settings.redis_url is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.embedded = EmbeddedRedis(self.settings.data_dir / "redis")
+            self.embedded.start()
+
     def start_store(self) -> tuple[CheckpointStore, str]:
         s = self.settings
         url = s.redis_url
         kind = "RedisCheckpointStorage"
         if url is None:
-            self.embedded = EmbeddedRedis(s.data_dir / "redis")
-            self.embedded.start()
+            assert self.embedded is not None, "start_embedded_redis() runs before the event loop"
             url = self.embedded.url
             kind = "RedisCheckpointStorage (embedded)"
         ttl = s.checkpoint_expiration_hours * 3600
@@ -275,8 +282,11 @@ def main() -> None:
         settings.notion_token, [secret for _, secret in settings.upload_tokens], settings.redis_url))
     relay = Relay(settings)
     try:
+        relay.start_embedded_redis()
         asyncio.run(relay.serve())
     except RuntimeError as exc:
+        if relay.embedded is not None:
+            relay.embedded.stop()
         print(f"relay: cannot start: {exc}", file=sys.stderr)
         sys.exit(1)
 

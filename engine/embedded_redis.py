@@ -122,7 +122,10 @@ class EmbeddedRedis:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError("redis-server did not answer PING in time")
-                time.sleep(0.02)
+                try:  # the pause between PINGs, cut short if redis-server exits
+                    self.proc.wait(timeout=0.02)
+                except subprocess.TimeoutExpired:
+                    pass
         finally:
             client.close()
 
