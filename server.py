@@ -208,7 +208,9 @@ class Relay:
         # idle_connection_timeout is also Tornado's deadline for reading a request's headers.
         self.server = CappedHTTPServer(app, max_connections=s.max_connections, max_body_size=JSON_BODY_LIMIT_BYTES,
                                        xheaders=False, idle_connection_timeout=s.header_timeout_s,
-                                       chunk_size=BODY_CHUNK_BYTES, max_header_size=s.max_header_bytes)
+                                       chunk_size=BODY_CHUNK_BYTES, max_header_size=s.max_header_bytes,
+                                       # a connection's read buffer: a few chunks, not Tornado's 100 MB
+                                       max_buffer_size=4 * BODY_CHUNK_BYTES)
         sockets = bind_sockets(s.port, address=s.host)
         self.server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
