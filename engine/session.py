@@ -1,4 +1,4 @@
-"""The upload record (what is persisted) and its states.
+"""The upload record (what is persisted), its states, and UploadSession (the live progress).
 
 States: created → receiving → finalizing → completed, or failed / expired / terminated.
 """
@@ -68,7 +68,7 @@ class UploadSession:
         # moved us past the offset the client saw, so its next request may rewind (see begin_write).
         self.interrupted = False
         self.last_activity = 0.0  # monotonic time of the last byte, part or request
-        self.finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.finalizing: asyncio.Task[None] | None = None
         self.retries = 0
         self._saving = False

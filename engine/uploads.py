@@ -538,7 +538,7 @@ class UploadService:
         s.record.state = RECEIVING
         s.record.error = None
         if s.finished.done():
-            s.finished = asyncio.get_event_loop().create_future()
+            s.finished = asyncio.get_running_loop().create_future()
         failed = sorted(s.failed_parts)
         s.failed_parts.clear()
         s.ready.extendleft(reversed(failed))
