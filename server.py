@@ -12,6 +12,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 from typing import Any
 
 import tornado.web
@@ -64,8 +65,10 @@ CONTROL_CURL_HANDLES = 4
 class Relay:
     """Everything the process owns, in the order it is started and stopped."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sampler: ResourceSampler | None = None) -> None:
         self.settings = settings
+        self.sampler = sampler  # tests inject memory readings here; None = psutil and cgroups
+        self.port = 0
         self.clock = SystemClock()
         self.embedded: EmbeddedRedis | None = None
         self.server: CappedHTTPServer | None = None
@@ -117,7 +120,7 @@ class Relay:
         locks = UploadLocks(store, self.instance_id(), s.lock_ttl_s)
         guard = NotionGuard(self.clock, notion_breaker, budget)
         limiter = AdaptiveLimiter(
-            ResourceSampler(s.total_memory_mb, s.total_cpu_cores),
+            self.sampler or ResourceSampler(s.total_memory_mb, s.total_cpu_cores),
             Thresholds(s.memory_low_threshold_mb, s.memory_medium_threshold_mb,
                        s.memory_high_threshold_mb, s.memory_critical_threshold_mb),
             s.min_workers, s.max_workers, s.default_workers, scale_thresholds=s.total_memory_mb is None)
@@ -213,7 +216,7 @@ class Relay:
                                        max_buffer_size=4 * BODY_CHUNK_BYTES)
         sockets = bind_sockets(s.port, address=s.host)
         self.server.add_sockets(sockets)
-        port = sockets[0].getsockname()[1]
+        port = self.port = sockets[0].getsockname()[1]
         for loop in self.loops:
             loop.start()
         self.looplag.start()
@@ -225,6 +228,8 @@ class Relay:
         await self._stopped.wait()
 
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # a relay run inside a test's thread is stopped with stop(), not signals
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -18,21 +19,26 @@ def breaker(relay, name: str = "notion_api") -> dict:
     return next(b for b in breakers if b["name"] == name)
 
 
-def test_open_breaker_refuses_new_uploads_while_running_ones_wait(relay_factory, emulator, tmp_path):
-    relay = relay_factory(CB_NOTION_FAILURE_THRESHOLD="2", CB_NOTION_TIMEOUT_DURATION="1",
-                          MAX_RETRIES="30", INITIAL_RETRY_DELAY="0.1", MAX_RETRY_DELAY="0.5")
-    path = tmp_path / "waits.txt"
-    sha = make_file(path, 31 * MIB)
-    url = create(relay.url, 31 * MIB).headers["Location"]
-    emulator.outage(4, 503)
-    outcome: dict = {}
+def test_a_20s_outage_opens_the_breaker_new_uploads_wait_and_running_ones_finish(relay_factory, emulator,
+                                                                                   tmp_path):
+    relay = relay_factory(CB_NOTION_FAILURE_THRESHOLD="2", CB_NOTION_TIMEOUT_DURATION="5",
+                          MAX_RETRIES="10", INITIAL_RETRY_DELAY="0.2", MAX_RETRY_DELAY="1")
+    files = []
+    for i in range(3):
+        path = tmp_path / f"waits-{i}.txt"
+        files.append((path, make_file(path, 31 * MIB, seed=i)))
+    urls = [create(relay.url, 31 * MIB).headers["Location"] for _ in files]
+    emulator.outage(20, 503)
+    outage_started = time.monotonic()
+    outcome: dict[int, requests.Response] = {}
 
-    def run() -> None:
-        with open(path, "rb") as f:
-            outcome["patch"] = patch(url, 0, f.read())
+    def run(i: int) -> None:
+        with open(files[i][0], "rb") as f:
+            outcome[i] = patch(urls[i], 0, f.read())
 
-    worker = threading.Thread(target=run)
-    worker.start()
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for w in workers:
+        w.start()
     wait_until(lambda: breaker(relay)["state"] == "OPEN", timeout_s=10, message="the breaker to open")
     refused = requests.post(f"{relay.url}/api/upload/create-session",
                             json={"filename": "x.txt", "fileSize": 10}, timeout=10)
@@ -41,12 +47,20 @@ def test_open_breaker_refuses_new_uploads_while_running_ones_wait(relay_factory,
     assert body["circuit_breaker_state"] in ("OPEN", "HALF_OPEN") and body["retry_after"] >= 1
     assert int(refused.headers["Retry-After"]) >= 1
     assert relay.health()["status"] == "degraded"
-    worker.join(60)
-    assert outcome["patch"].status_code == 204, outcome["patch"].text
-    status = relay.status(url.rsplit("/", 1)[-1])
-    assert status["status"] == "completed"
-    assert emulator.upload(status["notion"]["file_upload_id"])["sha256"] == sha
-    wait_until(lambda: breaker(relay)["state"] == "CLOSED", timeout_s=10, message="the breaker to close")
+    # Running uploads pause: none of them fails while Notion is away.
+    while time.monotonic() - outage_started < 18:
+        states = {relay.status(u.rsplit("/", 1)[-1])["status"] for u in urls}
+        assert "failed" not in states, states
+        time.sleep(0.5)  # sampling the statuses through the outage
+    for w in workers:
+        w.join(90)
+    for i, (path, sha) in enumerate(files):
+        assert outcome[i].status_code == 204, outcome[i].text
+        status = relay.status(urls[i].rsplit("/", 1)[-1])
+        assert status["status"] == "completed"
+        assert emulator.upload(status["notion"]["file_upload_id"])["sha256"] == sha
+    assert time.monotonic() - outage_started >= 20
+    wait_until(lambda: breaker(relay)["state"] == "CLOSED", timeout_s=15, message="the breaker to close")
 
 
 def test_exhausted_retries_leave_the_upload_resumable(relay_factory, emulator, tmp_path):
@@ -93,14 +107,16 @@ def test_admission_is_bounded_by_max_concurrent_uploads_and_queue(relay_factory,
 
 
 def test_the_request_budget_keeps_notion_from_ever_saying_429(tmp_path, redis_server):
-    emulator = start_emulator(tmp_path / "emulator", "--rate-limit", "10/5")
-    relay = start_relay(tmp_path / "relay", emulator.url, redis_server.url, NOTION_RATE_LIMIT="10/5")
+    """25 uploads against an emulator whose rate limit equals our budget, no injected 429s."""
+    emulator = start_emulator(tmp_path / "emulator", "--rate-limit", "20/5")
+    relay = start_relay(tmp_path / "relay", emulator.url, redis_server.url, NOTION_RATE_LIMIT="20/5",
+                        MAX_CONCURRENT_UPLOADS="30")
     try:
         files = []
-        for i in range(4):
+        for i in range(25):
             path = tmp_path / f"paced-{i}.txt"
-            files.append((path, make_file(path, 31 * MIB, seed=i)))
-        with ThreadPoolExecutor(4) as pool:
+            files.append((path, make_file(path, 6 * MIB + i, seed=i)))
+        with ThreadPoolExecutor(25) as pool:
             results = list(pool.map(lambda f: upload(relay.url, f[0], 8 * MIB, deadline_s=120), files))
         for (path, sha), result in zip(files, results):
             status = relay.status(result.url.rsplit("/", 1)[-1])
@@ -108,7 +124,7 @@ def test_the_request_budget_keeps_notion_from_ever_saying_429(tmp_path, redis_se
         stats = emulator.stats()
         assert stats["rate_limited"] == 0
         assert sum(r.get("429", 0) for r in stats["requests"].values()) == 0
-        assert stats["requests_total"] >= 29
+        assert stats["requests_total"] >= 25 * 3  # create, send, attach each: the budget was really spent
     finally:
         relay.stop()
         emulator.stop()
