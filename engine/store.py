@@ -3,6 +3,7 @@
 Keys (all expire CHECKPOINT_EXPIRATION_HOURS after the last write):
   relay:upload:{id}        JSON upload record
   relay:upload:{id}:parts  set of part numbers Notion accepted (the per-part checkpoints)
+  relay:gone:{id}          a marker left for an hour by an upload that expired (for the 410)
 Short socket timeouts: a frozen Redis must fail fast, never hang a request (DESIGN.md quirks).
 """
 from __future__ import annotations
@@ -24,6 +25,10 @@ class StoreUnavailable(Exception):
 
 def _record_key(upload_id: str) -> str:
     return f"relay:upload:{upload_id}"
+
+
+def _gone_key(upload_id: str) -> str:
+    return f"relay:gone:{upload_id}"
 
 
 def _parts_key(upload_id: str) -> str:
@@ -103,17 +108,23 @@ class CheckpointStore:
 
         await self.run(op)
 
-    async def tombstone(self, record: dict[str, Any], ttl_s: int) -> None:
-        """Replace an upload's checkpoints by a short-lived record of why it is gone."""
-        data = json.dumps(record, separators=(",", ":"))
+    async def tombstone(self, upload_id: str, owner: str | None, ttl_s: int) -> None:
+        """The upload's record and checkpoints go; a small marker stays for `ttl_s` so clients
+        are told 410 (gone) rather than 404 (never was)."""
+        marker = json.dumps({"state": "expired", "owner": owner}, separators=(",", ":"))
 
         async def op():
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(_record_key(record["id"]), data, ex=ttl_s)
-                pipe.delete(_parts_key(record["id"]))
+                pipe.set(_gone_key(upload_id), marker, ex=ttl_s)
+                pipe.delete(_record_key(upload_id), _parts_key(upload_id))
                 return await pipe.execute()
 
         await self.run(op)
+
+    async def gone(self, upload_id: str) -> dict[str, Any] | None:
+        """The marker of an upload that expired recently, or None."""
+        raw = await self.run(lambda: self.redis.get(_gone_key(upload_id)))
+        return json.loads(raw) if raw else None
 
     async def upload_ids(self):
         """Every upload id with a record (SCAN: never blocks Redis on a big keyspace)."""

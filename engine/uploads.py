@@ -219,12 +219,12 @@ class UploadService:
         """The upload as this instance knows it: live if we work on it, else from the store.
 
         With owners (upload tokens), an upload of another owner does not exist for `owner`."""
-        session = self.live.get(upload_id) or await self._load(upload_id)
+        session = self.live.get(upload_id) or await self._load(upload_id, owner)
         if self.check_owners and session.record.owner != owner:
             raise UploadNotFound("no such upload")
         return session
 
-    async def _load(self, upload_id: str) -> UploadSession:
+    async def _load(self, upload_id: str, owner: str | None = None) -> UploadSession:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
             raise UploadNotFound("no such upload")
         try:
@@ -232,7 +232,13 @@ class UploadService:
         except StoreUnavailable:
             raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
         if loaded is None:
-            raise UploadNotFound("no such upload (it may have expired)")
+            try:
+                gone = await self.p.store.gone(upload_id)
+            except StoreUnavailable:
+                gone = None
+            if gone is not None and (not self.check_owners or gone.get("owner") == owner):
+                raise UploadGone(NOTION_WINDOW_PASSED, status="expired", can_resume=False)
+            raise UploadNotFound("no such upload")
         data, durable = loaded
         return self._make_session(UploadRecord.from_dict(data), durable)
 
@@ -256,7 +262,7 @@ class UploadService:
         if session is not None:
             return session
         try:
-            session = await self._load(upload_id)
+            session = await self._load(upload_id, owner)
         except UploadError:
             await self.p.locks.release(upload_id)
             raise
@@ -361,12 +367,12 @@ class UploadService:
             pass
 
     async def _tombstone(self, s: UploadSession) -> None:
-        """Checkpoints go; a short-lived record stays so clients get 410 rather than 404."""
+        """Record and checkpoints go; a marker stays an hour so clients get 410 rather than 404."""
         s.record.state = EXPIRED
         s.record.can_resume = False
         s.record.error = s.record.error or NOTION_WINDOW_PASSED
         try:
-            await self.p.store.tombstone(s.record.to_dict(), TOMBSTONE_TTL_S)
+            await self.p.store.tombstone(s.id, s.record.owner, TOMBSTONE_TTL_S)
         except StoreUnavailable:
             return
         self.emit("UPLOAD_EXPIRED", upload_id=s.id)
