@@ -20,20 +20,26 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from engine.admission import Admission
 from engine.auth import Access
 from engine.breaker import CircuitBreaker
 from engine.budget import SharedRequestBudget
 from engine.clock import SystemClock
 from engine.embedded_redis import EmbeddedRedis
-from engine.errors import ServiceUnavailable
-from engine.events import EventLog, PressureWatch, breaker_fields, configure_logging, configured_secrets
+from engine.events import (
+    EventLog,
+    PressureWatch,
+    breaker_fields,
+    configure_logging,
+    configured_secrets,
+)
 from engine.guard import NotionGuard
 from engine.locks import UploadLocks
 from engine.looplag import LoopLagMonitor
 from engine.metrics import RelayMetrics, Sources
 from engine.notion import NotionClient, Timeouts
-from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
 from engine.quotas import Quotas
+from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
 from engine.scheduler import PartScheduler
 from engine.session import FINAL_STATES
@@ -136,11 +142,15 @@ class Relay:
                 upload_breaker.record_failure()
 
         listeners.append(upload_outcome)
+        access = Access(s.upload_tokens, s.observability_public, s.cors_origins, s.max_url_bytes)
+        self.access = access
+        quotas = Quotas(store, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
         service = UploadService(ServiceParts(
             clock=self.clock, notion=notion, guard=guard, store=store, scheduler=scheduler,
             retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
             parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
-            listeners=listeners))
+            quotas=quotas if access.enabled else None, listeners=listeners))
+        service.check_owners = access.enabled
         self.service = service
         self.looplag = LoopLagMonitor()
         system = SystemView(self.clock, service, limiter, [notion_breaker, upload_breaker], budget, scheduler,
@@ -151,26 +161,10 @@ class Relay:
         listeners.append(metrics.on_event)
         pressure = PressureWatch(emit)
 
-        def admit() -> None:
-            for breaker in (notion_breaker, upload_breaker):
-                if not breaker.would_allow():
-                    raise ServiceUnavailable("Upload service temporarily unavailable. Please try again later.",
-                                             retry_after_s=max(1.0, breaker.retry_after_s()),
-                                             circuit_breaker_state=breaker.state)
-            if not store.healthy:
-                raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5)
-            if not limiter.admitting:
-                sample = limiter.last
-                used = sample.used_mb if sample else 0.0
-                raise ServiceUnavailable(
-                    f"Upload rejected due to resource constraints: Memory would exceed critical limit "
-                    f"({used:.1f}MB > {limiter.thresholds.critical_mb:.0f}MB)", retry_after_s=30)
-            active = service.creating + sum(1 for x in service.live.values() if x.record.state not in FINAL_STATES)
-            if active >= s.max_concurrent_uploads + s.queue_size_limit:
-                raise ServiceUnavailable("Too many uploads in progress; try again shortly", retry_after_s=10,
-                                         active_uploads=active)
-
-        service.admission = admit
+        service.admission = Admission(
+            [notion_breaker, upload_breaker], store, limiter,
+            lambda: service.creating + sum(1 for x in service.live.values() if x.record.state not in FINAL_STATES),
+            s.max_concurrent_uploads + s.queue_size_limit)
 
         async def tick() -> None:
             sample = limiter.tick()
@@ -183,11 +177,6 @@ class Relay:
             PeriodicCallback(lambda: asyncio.ensure_future(service.maintain()), OWNERSHIP_INTERVAL_S * 1000),
             PeriodicCallback(lambda: asyncio.ensure_future(service.sweep()), s.cleanup_interval_s * 1000),
         ]
-        access = Access(s.upload_tokens, s.observability_public, s.cors_origins, s.max_url_bytes)
-        self.access = access
-        service.check_owners = access.enabled
-        if access.enabled:
-            service.p.quotas = Quotas(store, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
         self.body_watch = BodyWatch(self.clock, s.body_idle_timeout_s, s.body_min_rate_bps)
         self.loops.append(PeriodicCallback(self.body_watch.tick, 1000))
         streaming = {"service": service, "access": access, "body_watch": self.body_watch}
