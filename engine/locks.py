@@ -7,8 +7,6 @@ its parts in flight are done.
 """
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-
 from engine.store import CheckpointStore, StoreUnavailable
 
 # KEYS[1] lock, KEYS[2] hand-off request; ARGV[1] our id, ARGV[2] ttl ms.
@@ -75,5 +73,3 @@ class UploadLocks:
         except StoreUnavailable:
             pass  # it lapses by itself after the TTL
 
-
-__all__ = ["UploadLocks", "RedisError"]

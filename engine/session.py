@@ -70,7 +70,6 @@ class UploadSession:
         self.last_activity = 0.0  # monotonic time of the last byte, part or request
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.finalizing: asyncio.Task[None] | None = None
-        self.retries = 0
         self._saving = False
         self._dirty = False
 

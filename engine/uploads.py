@@ -463,7 +463,6 @@ class UploadService:
                 await self._send(s, number)
             except Failure as f:
                 failures += 1
-                s.retries += 1
                 self.emit("TIMEOUT_EVENT" if f.kind in ("timeout", "connect") else "PART_FAILURE",
                           upload_id=s.id, part=number, reason=f.reason, attempt=failures,
                           duration_s=round(self.clock.monotonic() - started, 3))
