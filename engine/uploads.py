@@ -433,6 +433,16 @@ class UploadService:
         s.writer = writer
         return writer
 
+    def hand_over(self, s: UploadSession) -> Awaitable[None] | None:
+        """Hand complete parts to the scheduler now; an awaitable only when one must wait for
+        room (so a request pauses only when there is back-pressure, not at every part)."""
+        scheduler = self.p.scheduler
+        while s.ready and s.record.state not in (FAILED, TERMINATED, EXPIRED) and scheduler.has_room(s.id):
+            self._dispatch(s, s.ready.popleft())
+        if s.ready and s.record.state not in (FAILED, TERMINATED, EXPIRED):
+            return self.drain(s)
+        return None
+
     async def drain(self, s: UploadSession) -> None:
         """Hand complete parts to the scheduler, waiting for room (this is the back-pressure)."""
         scheduler = self.p.scheduler

@@ -61,7 +61,7 @@ class Writer:
             self.held.extend(completed)
             return None
         s.ready.extend(completed)
-        return self.service.drain(s)
+        return self.service.hand_over(s)
 
     def supersede(self, reason: UploadError | None = None) -> None:
         """A newer request for the same upload took over (or `reason`, e.g. a restart): stop
