@@ -149,6 +149,7 @@ class Relay:
             clock=self.clock, notion=notion, guard=guard, store=store, scheduler=scheduler,
             retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
             parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
+            notion_settle_s=s.notion_settle_s,
             quotas=quotas if access.enabled else None, listeners=listeners))
         service.check_owners = access.enabled
         self.service = service

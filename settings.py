@@ -124,6 +124,9 @@ class Settings:
     connection_timeout_s: float = _env("CONNECTION_TIMEOUT", 30.0, _float, _between(0.01, 3600))
     read_timeout_s: float = _env("READ_TIMEOUT", 300.0, _float, _between(1, 3600))
     total_timeout_s: float = _env("TOTAL_TIMEOUT", 450.0, _float, _between(0.1, 7200))
+    # How long Notion may still act on a request after we stopped waiting for it (its own
+    # server-side limit is 60 s): an append whose outcome is unknown is not repeated before then.
+    notion_settle_s: float = _env("NOTION_SETTLE_TIME", 60.0, _float, _between(0, 600))
 
     # Retries
     max_retries: int = _env("MAX_RETRIES", 5, _int, _between(0, 100))

@@ -11,11 +11,15 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable
+from urllib.parse import urlencode
 
 import pycurl
 from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
 from tornado.httpclient import HTTPRequest, HTTPResponse
+
+from engine.clock import SystemClock
 
 # Why a real floor: with 1 B/s a stalled transfer that trickles keep-alive bytes is never
 # noticed; below 1 KiB/s for READ_TIMEOUT seconds a part send is hopeless anyway.
@@ -30,12 +34,27 @@ _CURLE_ABORTED_BY_CALLBACK = 42
 
 _RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504, 529}
 
+RELAY_VERSION = "1.4.0"
+# Named like the official SDKs name themselves ("notionhq-client/<version>"), so Notion's logs
+# (and an operator reading them) can tell the relay's requests apart.
+USER_AGENT = f"notion-upload-relay/{RELAY_VERSION}"
+
+# What a 2xx body must look like to count as the call's success (NOTION_API.md, "The File
+# Upload object", and the live recordings): anything else is an answer we cannot trust, so
+# the call's outcome is unknown (DESIGN.md invariant 1, "A 2xx counts only when ...").
+_EXPECTED_OBJECT = {
+    "create": "file_upload", "send": "file_upload", "complete": "file_upload", "retrieve": "file_upload",
+    "list_uploads": "list", "users_me": "user", "attach": "list", "children": "list",
+}
+
 
 class Failure(Exception):
     """A Notion request that did not succeed, described by what the server may have seen.
 
     kind: "connect" (nothing reached Notion), "timeout" (stalled or too slow; Notion may have
-    acted), "transfer" (the connection broke mid-way), or "http" (Notion answered an error).
+    acted), "transfer" (the connection broke mid-way), "http" (Notion answered an error), or
+    "junk" (a 2xx whose body is not the object Notion documents: maybe a proxy's page, maybe a
+    cut answer; Notion may have acted).
     """
 
     def __init__(self, kind: str, message: str, status: int | None = None, code: str | None = None,
@@ -66,7 +85,19 @@ class Failure(Exception):
     @property
     def may_have_applied(self) -> bool:
         """Notion may have carried the request out although we saw a failure (docs: a 503 write may be saved)."""
-        return self.kind in ("timeout", "transfer") or (self.kind == "http" and self.status in (500, 502, 503, 504))
+        return self.kind in ("timeout", "transfer", "junk") or (
+            self.kind == "http" and self.status in (500, 502, 503, 504))
+
+    @property
+    def never_arrived(self) -> bool:
+        """Nothing was carried out: the request never reached Notion, or Notion turned it away
+        at the door (429/529 are answered before the request is looked at)."""
+        return self.kind == "connect" or self.rate_limited
+
+    @property
+    def may_still_land(self) -> bool:
+        """We stopped waiting, but Notion may still be working on it (up to its own 60 s limit)."""
+        return self.kind in ("timeout", "transfer")
 
     @property
     def is_notion_failure(self) -> bool:
@@ -132,11 +163,18 @@ class NotionClient:
     # --- the API -------------------------------------------------------------------------
 
     async def create_file_upload(self, *, mode: str, filename: str, content_type: str,
-                                 number_of_parts: int | None) -> dict[str, Any]:
+                                 number_of_parts: int | None, total_s: float | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"mode": mode, "filename": filename, "content_type": content_type}
         if mode == "multi_part":
             body["number_of_parts"] = number_of_parts
-        return await self._json("create", "POST", "/v1/file_uploads", body)
+        return await self._json("create", "POST", "/v1/file_uploads", body, total_s=total_s)
+
+    async def list_file_uploads(self, *, status: str | None = None, page_size: int = 100,
+                                start_cursor: str | None = None) -> dict[str, Any]:
+        """Newest first (NOTION_API.md, list)."""
+        query = {"page_size": page_size, "status": status, "start_cursor": start_cursor}
+        text = urlencode({k: v for k, v in query.items() if v is not None})
+        return await self._json("list_uploads", "GET", f"/v1/file_uploads?{text}")
 
     async def send_part(self, file_upload_id: str, *, path: str, filename: str, content_type: str,
                         part_number: int | None, size: int) -> dict[str, Any]:
@@ -152,7 +190,8 @@ class NotionClient:
                                 form=build_form, body_bytes=size)
 
     async def complete(self, file_upload_id: str) -> dict[str, Any]:
-        return await self._json("complete", "POST", f"/v1/file_uploads/{file_upload_id}/complete", {})
+        # No body, as the official SDKs send it.
+        return await self._json("complete", "POST", f"/v1/file_uploads/{file_upload_id}/complete", no_body=True)
 
     async def retrieve(self, file_upload_id: str) -> dict[str, Any]:
         return await self._json("retrieve", "GET", f"/v1/file_uploads/{file_upload_id}")
@@ -172,14 +211,17 @@ class NotionClient:
 
     async def _json(self, operation: str, method: str, path: str, body: Any = None,
                     form: Callable[[pycurl.Curl], pycurl.CurlMime] | None = None,
-                    body_bytes: int = 0) -> dict[str, Any]:
+                    body_bytes: int = 0, no_body: bool = False, total_s: float | None = None) -> dict[str, Any]:
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Notion-Version": self._version,
             "Accept": "application/json",
+            "User-Agent": USER_AGENT,
         }
         payload: bytes | None = None
-        if form is None and method in ("POST", "PATCH", "PUT"):
+        if no_body:
+            payload = b""  # tornado insists on a body for POST; an empty one is Content-Length: 0
+        elif form is None and method in ("POST", "PATCH", "PUT"):
             headers["Content-Type"] = "application/json"
             payload = json.dumps(body if body is not None else {}).encode()
         elif form is not None:
@@ -213,7 +255,7 @@ class NotionClient:
             headers=headers,
             body=payload,
             connect_timeout=timeouts.connect_s,
-            request_timeout=timeouts.total_s,
+            request_timeout=min(timeouts.total_s, total_s) if total_s is not None else timeouts.total_s,
             prepare_curl_callback=prepare,
             decompress_response=False,
             follow_redirects=False,
@@ -237,11 +279,11 @@ class NotionClient:
         except ValueError:
             data = {}
         if 200 <= response.code < 300:
-            if not isinstance(data, dict):
-                raise Failure("http", "Notion answered with a body that is not a JSON object",
-                              status=502, code="bad_gateway", operation=operation)
+            problem = _shape_problem(operation, data)
+            if problem:
+                raise Failure("junk", f"Notion answered {response.code} but {problem}", operation=operation)
             return data
-        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"), SystemClock().wall())
         extra = data.get("additional_data") if isinstance(data, dict) else None
         reason = extra.get("rate_limit_reason") if isinstance(extra, dict) else None
         code = data.get("code") if isinstance(data, dict) else None
@@ -267,10 +309,43 @@ class NotionClient:
         return Failure("transfer", f"the connection to Notion broke (curl error {errno})", operation=operation)
 
 
-def _parse_retry_after(value: str | None) -> float | None:
+def _shape_problem(operation: str, data: Any) -> str | None:
+    """Why a 2xx body is not what Notion documents for `operation`, or None when it is."""
+    if not isinstance(data, dict):
+        return "the body is not a JSON object"
+    expected = _EXPECTED_OBJECT.get(operation)
+    if expected is None:
+        return None
+    if data.get("object") != expected:
+        return f"the body is not a {expected} object"
+    if expected == "list":
+        results = data.get("results")
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            return "the list has no results"
+        if operation == "attach" and not results:
+            return "no block came back"
+    elif not isinstance(data.get("id"), str):
+        return "the object has no id"
+    if expected == "file_upload" and not isinstance(data.get("status"), str):
+        return "the file upload has no status"
+    if operation == "users_me" and not isinstance(data.get("bot"), dict):
+        return "the bot user has no bot details"
+    return None
+
+
+def _parse_retry_after(value: str | None, now_wall_s: float) -> float | None:
+    """Retry-After in seconds; Notion sends an integer, RFC 9110 also allows an HTTP date
+    (the official JS SDK reads both)."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now_wall_s)

@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIB = 2**20
-SINGLE_PART_MAX_BYTES = 20 * MIB
+# Notion documents single_part as "up to 20 MB" (reference/send-a-file-upload): decimal
+# megabytes, so 20,000,000 bytes. Between that and 20 MiB a file goes as multi_part, where one
+# part of up to 20 MiB is allowed.
+SINGLE_PART_MAX_BYTES = 20_000_000
 MIN_PART_BYTES = 5 * MIB
 MAX_PART_BYTES = 20 * MIB
 MAX_PARTS = 1000

@@ -4,6 +4,8 @@ Keys (all expire CHECKPOINT_EXPIRATION_HOURS after the last write):
   relay:upload:{id}        JSON upload record
   relay:upload:{id}:parts  set of part numbers Notion accepted (the per-part checkpoints)
   relay:gone:{id}          a marker left for an hour by an upload that expired (for the 410)
+  relay:notion-claim:{fid} which upload owns a Notion file upload (so a create whose answer was
+                           lost is adopted by exactly one upload); lives as long as Notion's window
 Short socket timeouts: a frozen Redis must fail fast, never hang a request (DESIGN.md quirks).
 """
 from __future__ import annotations
@@ -33,6 +35,10 @@ def _gone_key(upload_id: str) -> str:
 
 def _parts_key(upload_id: str) -> str:
     return f"relay:upload:{upload_id}:parts"
+
+
+def _claim_key(file_upload_id: str) -> str:
+    return f"relay:notion-claim:{file_upload_id.replace('-', '')}"
 
 
 class CheckpointStore:
@@ -120,6 +126,19 @@ class CheckpointStore:
                 return await pipe.execute()
 
         await self.run(op)
+
+    async def claim_notion_upload(self, file_upload_id: str, upload_id: str, ttl_s: int) -> bool:
+        """True when `upload_id` now owns the Notion file upload (or already did)."""
+        key = _claim_key(file_upload_id)
+
+        async def op():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, upload_id, nx=True, ex=ttl_s)
+                pipe.get(key)
+                return await pipe.execute()
+
+        _, owner = await self.run(op)
+        return (owner.decode() if isinstance(owner, bytes) else owner) == upload_id
 
     async def gone(self, upload_id: str) -> dict[str, Any] | None:
         """The marker of an upload that expired recently, or None."""

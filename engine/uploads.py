@@ -19,10 +19,11 @@ from engine.clock import Clock, parse_iso8601
 from engine.errors import (InvalidUpload, NotionRejected, OffsetMismatch, ServiceUnavailable, UnsupportedFileType,
                            UploadBusy, UploadError, UploadFailed, UploadGone, UploadNotFound, UploadTooLarge)
 from engine.filetypes import clean_filename, content_type_for, extension
-from engine.finishing import Finisher
+from engine.finishing import NOTION_WINDOW_PASSED, Finisher
 from engine.guard import NotionGuard
 from engine.locks import UploadLocks
 from engine.notion import Failure, NotionClient
+from engine.once import OnceRunner, Undecided
 from engine.partplan import PartPlan, PlanError, plan_parts
 from engine.quotas import Quotas
 from engine.retry import RetryPolicy
@@ -36,12 +37,15 @@ from engine.writer import Writer
 log = logging.getLogger("relay.uploads")
 
 NOTION_EXPIRY_S = 3600.0
-NOTION_WINDOW_PASSED = "Notion's upload window (1 hour from creation) has passed; start the upload again"
 TOMBSTONE_TTL_S = 3600
 # How long a request that creates an upload may spend retrying Notion: the PaaS router cuts
 # requests at about 30 s, and an answer with Retry-After beats a cut connection.
 CREATE_DEADLINE_S = 20.0
 WORKSPACE_LIMIT_TTL_S = 600.0
+CLAIM_TTL_S = 2 * 3600  # longer than Notion's window: a claim outlives every use of its file upload
+# A create's answer that was lost is looked for among uploads Notion made this long before we
+# asked (our clock and Notion's may disagree by that much).
+CREATE_CLOCK_SKEW_S = 300.0
 DEFAULT_WORKSPACE_LIMIT = 5 * 2**30
 
 
@@ -65,6 +69,8 @@ class ServiceParts:
     locks: UploadLocks
     quotas: Quotas | None = None  # per-token limits, when uploads have owners
     owner_idle_s: float = 300.0
+    # How long Notion may still act on a request after we stopped waiting (its 60 s limit).
+    notion_settle_s: float = 60.0
     listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
 
 
@@ -73,7 +79,8 @@ class UploadService:
         self.p = parts
         self.clock = parts.clock
         self.live: dict[str, UploadSession] = {}
-        self.finisher = Finisher(parts.clock, parts.notion, parts.guard, parts.retry, self.emit)
+        self.once = OnceRunner(parts.clock, parts.guard, parts.retry, self.emit, settle_s=parts.notion_settle_s)
+        self.finisher = Finisher(parts.notion, parts.guard, self.once)
         self._workspace_limit: tuple[float, int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Set by server.py: raises ServiceUnavailable when new uploads must wait (breaker, memory).
@@ -153,11 +160,12 @@ class UploadService:
             raise UnsupportedFileType(f"Notion does not accept {kind}; see the supported file types in the README")
         if owner is not None and self.p.quotas is not None:
             await self.p.quotas.admit(owner, size)
-        notion_upload = await self._create_in_notion(plan, name, ctype)
+        upload_id = new_upload_id()
+        notion_upload = await self._create_in_notion(plan, name, ctype, upload_id)
         now = self.clock.wall()
         expiry = notion_upload.get("expiry_time")
         record = UploadRecord(
-            id=new_upload_id(), filename=name, content_type=ctype, size=size,
+            id=upload_id, filename=name, content_type=ctype, size=size,
             part_size=plan.part_size, number_of_parts=plan.number_of_parts, mode=plan.mode,
             created_at=now, updated_at=now, state=CREATED,
             notion_file_upload_id=notion_upload["id"], notion_status=notion_upload.get("status", "pending"),
@@ -183,24 +191,49 @@ class UploadService:
                   mode=plan.mode, filename=name)
         return session
 
-    async def _create_in_notion(self, plan: PartPlan, filename: str, content_type: str) -> dict[str, Any]:
+    async def _create_in_notion(self, plan: PartPlan, filename: str, content_type: str,
+                                upload_id: str) -> dict[str, Any]:
+        """Create the Notion file upload, exactly once, within CREATE_DEADLINE_S (every wait counted)."""
         deadline = self.clock.monotonic() + CREATE_DEADLINE_S
-        failures = 0
-        while True:
-            try:
-                return await self.p.guard.run(lambda: self.p.notion.create_file_upload(
-                    mode=plan.mode, filename=filename, content_type=content_type,
-                    number_of_parts=plan.number_of_parts if plan.is_multipart else None))
-            except Failure as f:
-                failures += 1
-                self.emit("NOTION_RETRY", operation="create", reason=f.reason, attempt=failures)
-                if not f.retryable:
-                    raise NotionRejected(f"Notion refused the upload: {f.message}", status=f.status) from None
-                wait = self.p.retry.delay_s(failures, f.retry_after_s)
-                if not self.p.retry.may_retry(failures) or self.clock.monotonic() + wait > deadline:
-                    raise ServiceUnavailable("Notion is not answering; try again shortly",
-                                             retry_after_s=max(1, round(wait))) from None
-                await self.clock.sleep(wait)
+        parts = plan.number_of_parts if plan.is_multipart else None
+        asked_at = self.clock.wall()
+
+        async def create() -> dict[str, Any]:
+            left = max(1.0, deadline - self.clock.monotonic())
+            created = await self.p.notion.create_file_upload(
+                mode=plan.mode, filename=filename, content_type=content_type, number_of_parts=parts, total_s=left)
+            if not await self.p.store.claim_notion_upload(created["id"], upload_id, CLAIM_TTL_S):
+                raise Failure("junk", "Notion answered with a file upload another upload owns", operation="create")
+            return created
+
+        async def created_anyway() -> dict[str, Any] | None:
+            return await self._find_created(plan, filename, content_type, upload_id, asked_at)
+
+        try:
+            return await self.once.run("create", create, created_anyway, deadline=deadline)
+        except StoreUnavailable:
+            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+        except Undecided as exc:
+            raise ServiceUnavailable("Notion is not answering; try again shortly",
+                                     retry_after_s=max(1, round(exc.retry_after_s or 5))) from None
+        except Failure as f:
+            if not f.retryable:
+                raise NotionRejected(f"Notion refused the upload: {f.message}", status=f.status) from None
+            raise ServiceUnavailable("Notion is not answering; try again shortly",
+                                     retry_after_s=max(1, round(self.p.retry.delay_s(1, f.retry_after_s)))) from None
+
+    async def _find_created(self, plan: PartPlan, filename: str, content_type: str, upload_id: str,
+                            asked_at: float) -> dict[str, Any] | None:
+        """A create whose answer was lost: Notion lists pending uploads newest first; ours has our
+        name, type and part count, no byte yet, was made after we asked (give or take clock skew),
+        and no other upload has claimed it."""
+        listing = await self.p.guard.run(lambda: self.p.notion.list_file_uploads(status="pending"))
+        for candidate in reversed(listing.get("results") or []):  # oldest first: the first one we made
+            if not _may_be_our_create(candidate, plan, filename, content_type, asked_at):
+                continue
+            if await self.p.store.claim_notion_upload(candidate["id"], upload_id, CLAIM_TTL_S):
+                return candidate
+        return None
 
     def _make_session(self, record: UploadRecord, durable: set[int]) -> UploadSession:
         plan = PartPlan(size=record.size, part_size=record.part_size, number_of_parts=record.number_of_parts)
@@ -471,6 +504,9 @@ class UploadService:
             started = self.clock.monotonic()
             try:
                 await self._send(s, number)
+            except UploadError as error:  # Notion's state shows that this upload cannot go on
+                self._part_failed_for_good(s, number, error)
+                return None
             except Failure as f:
                 failures += 1
                 self.emit("TIMEOUT_EVENT" if f.kind in ("timeout", "connect") else "PART_FAILURE",
@@ -494,17 +530,37 @@ class UploadService:
 
     async def _send(self, s: UploadSession, number: int) -> None:
         try:
-            await self.p.guard.run(lambda: self.p.notion.send_part(
+            result = await self.p.guard.run(lambda: self.p.notion.send_part(
                 s.record.notion_file_upload_id, path=str(s.assembler.part_path(number)),
                 filename=s.record.filename, content_type=s.record.content_type,
                 part_number=number if s.plan.is_multipart else None,
                 size=s.plan.part_length(number)))
-        except (Failure, asyncio.CancelledError):
+        except Failure as f:
+            if s.plan.is_multipart or f.never_arrived:
+                raise  # a part number sent again replaces the earlier bytes (NOTION_API.md, assumed)
+            await self._settle_single_part(s, f)
+            return
+        except asyncio.CancelledError:
             raise
         except Exception as exc:
             # An unexpected library error must not strand the part: treat it as a broken transfer.
             log.exception("unexpected error sending part %d of %s", number, s.id)
             raise Failure("transfer", f"unexpected {type(exc).__name__}", operation="send") from None
+        if not s.plan.is_multipart:
+            self.finisher.verify_holds_file(s, result)
+
+    async def _settle_single_part(self, s: UploadSession, f: Failure) -> None:
+        """A single_part send is not idempotent: after a failure, Notion's state says whether it
+        landed (then it is done) or not (then `f` stands and the send is tried again)."""
+        try:
+            landed = await self.finisher.sent_whole_file(s)
+        except Failure as unknown:
+            # Cannot tell yet: retry later, and the next try's outcome is checked the same way.
+            raise Failure(unknown.kind if unknown.kind != "http" else "transfer", unknown.message,
+                          status=None, retry_after_s=unknown.retry_after_s, operation="send") from None
+        if landed is None:
+            raise f
+        self.emit("NOTION_OUTCOME_FOUND", operation="send", upload_id=s.id, reason=f.reason)
 
     async def _checkpoint(self, s: UploadSession, number: int) -> None:
         """A part is durable only once its checkpoint is stored (invariant 2): retry until it is."""
@@ -535,6 +591,16 @@ class UploadService:
             error = self.failure_of(s)
         self.emit("UPLOAD_FAILED", upload_id=s.id, part=number, reason=f.reason, can_resume=s.record.can_resume)
         self._fail_waiters(s, error)
+        self.save(s)
+
+    def _part_failed_for_good(self, s: UploadSession, number: int, error: UploadError) -> None:
+        s.in_flight.discard(number)
+        s.failed_parts.add(number)
+        s.record.state = EXPIRED if isinstance(error, UploadGone) else FAILED
+        s.record.can_resume = bool(error.details.get("can_resume", False))
+        s.record.error = error.message
+        self.emit("UPLOAD_FAILED", upload_id=s.id, part=number, reason="notion_state", can_resume=s.record.can_resume)
+        self._fail_waiters(s, error if isinstance(error, UploadGone) else self.failure_of(s))
         self.save(s)
 
     def _notion_window_passed(self, s: UploadSession) -> bool:
@@ -641,3 +707,21 @@ class UploadService:
                     return
         finally:
             s._saving = False
+
+
+def _may_be_our_create(candidate: Any, plan: PartPlan, filename: str, content_type: str, asked_at: float) -> bool:
+    if not isinstance(candidate, dict) or not isinstance(candidate.get("id"), str):
+        return False
+    if candidate.get("filename") != filename or candidate.get("content_length") not in (None, 0):
+        return False
+    if (candidate.get("content_type") or "").split(";")[0].strip().lower() != content_type.lower():
+        return False
+    parts = candidate.get("number_of_parts")
+    total = parts.get("total") if isinstance(parts, dict) else None
+    if total != (plan.number_of_parts if plan.is_multipart else None):
+        return False
+    try:
+        created = parse_iso8601(candidate.get("created_time") or "")
+    except ValueError:
+        return False
+    return created >= asked_at - CREATE_CLOCK_SKEW_S

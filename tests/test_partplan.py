@@ -5,13 +5,13 @@ import pytest
 from engine.partplan import MAX_PARTS, MIB, PlanError, plan_parts
 
 
-@pytest.mark.parametrize("size", [1, 5 * MIB - 1, 5 * MIB, 20 * MIB])
-def test_up_to_20_mib_is_one_single_part_send(size):
+@pytest.mark.parametrize("size", [1, 5 * MIB - 1, 5 * MIB, 20_000_000])
+def test_up_to_20_mb_is_one_single_part_send(size):
     plan = plan_parts(size, 10 * MIB)
     assert plan.mode == "single_part" and plan.number_of_parts == 1 and plan.part_length(1) == size
 
 
-@pytest.mark.parametrize("size", [20 * MIB + 1, 64 * MIB + 3, 300 * MIB, 5 * 2**30, 10_000 * MIB + 7])
+@pytest.mark.parametrize("size", [20_000_001, 20 * MIB, 20 * MIB + 1, 64 * MIB + 3, 300 * MIB, 5 * 2**30, 10_000 * MIB + 7])
 def test_multi_part_obeys_notions_rules(size):
     plan = plan_parts(size, 10 * MIB)
     assert plan.mode == "multi_part"
