@@ -49,7 +49,8 @@ from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandle
 from handlers.base import NotFoundHandler
 from handlers.metrics import MetricsHandler
 from handlers.openapi import OpenAPIHandler
-from handlers.page import WEB_DIR, PageHandler, StaticHandler
+from handlers.limits import LimitsHandler
+from handlers.page import VENDOR_ROUTE, WEB_DIR, PageHandler, StaticHandler, VendorHandler
 from handlers.slowclients import BodyWatch, CappedHTTPServer
 from handlers.system import HealthHandler, SystemView
 from handlers.tus import TusCollectionHandler, TusUploadHandler
@@ -191,7 +192,9 @@ class Relay:
             (r"/api/system/health", HealthHandler, {"system": system, "access": access}),
             (r"/metrics", MetricsHandler, {"metrics": metrics, "access": access}),
             (r"/api/openapi.json", OpenAPIHandler),
+            (r"/api/limits", LimitsHandler, {"service": service, "access": access}),
             (r"/()", PageHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
+            (VENDOR_ROUTE, VendorHandler),
             (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
         ], default_handler_class=NotFoundHandler, compress_response=False)
 

@@ -1,9 +1,11 @@
-"""The browser upload page: `/` is web/index.html, `/static/…` the files it loads.
+"""The browser upload page: `/` is web/index.html, `/static/…` the files it loads, and
+`/static/vendor/…` the npm packages it uses, straight from node_modules/ (package-lock.json pins
+them; `./run.sh setup` installs them with `npm ci`).
 
-Plain files, no build step. The page talks to the relay's own endpoints only (tus at /files/,
-status at /api/upload/status/{id}), so the policy below allows nothing from elsewhere: the relay
-may run where there is no internet, and a page that takes upload tokens should not load
-third-party code.
+No build step. The page talks to the relay's own endpoints only (tus at /files/, status at
+/api/upload/status/{id}, /api/limits), and every script comes from the relay itself, so the policy
+below allows nothing from elsewhere: the relay may run where there is no internet, and a page
+that takes upload tokens should not load code from a CDN.
 """
 from __future__ import annotations
 
@@ -11,7 +13,15 @@ from pathlib import Path
 
 import tornado.web
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+ROOT = Path(__file__).resolve().parents[1]
+WEB_DIR = ROOT / "web"
+NODE_MODULES = ROOT / "node_modules"
+# /static/vendor/<name> → the one file of an npm package the page loads. Nothing else under
+# node_modules/ is reachable.
+VENDOR_FILES = {
+    "tus.min.js": NODE_MODULES / "tus-js-client" / "dist" / "tus.min.js",
+}
+VENDOR_ROUTE = r"/static/vendor/(%s)" % "|".join(name.replace(".", r"\.") for name in VENDOR_FILES)
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
@@ -41,3 +51,21 @@ class PageHandler(StaticHandler):
         super().set_extra_headers(path)
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.set_header("Referrer-Policy", "no-referrer")
+
+
+class VendorHandler(StaticHandler):
+    """`/static/vendor/(tus.min.js)` → node_modules/tus-js-client/dist/tus.min.js (VENDOR_FILES).
+    Route it as `(VENDOR_ROUTE, VendorHandler)` before `/static/(.*)`. When node_modules/ is
+    missing the answer is a 404 and the page says what to run."""
+
+    def initialize(self, path: str = "", default_filename: str | None = None) -> None:
+        super().initialize(path=str(NODE_MODULES), default_filename=default_filename)
+
+    @classmethod
+    def get_absolute_path(cls, root: str, path: str) -> str:
+        return str(VENDOR_FILES[path])
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        if not Path(absolute_path).is_file():
+            raise tornado.web.HTTPError(404, reason="not installed: run ./run.sh setup (npm ci)")
+        return absolute_path
