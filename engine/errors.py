@@ -48,6 +48,10 @@ class NotionRejected(UploadError):
     """Notion refused the request as invalid (a 4xx); retrying the same thing will not help."""
 
 
+class InsufficientStorage(UploadError):
+    """The relay's spool disk is full: what was counted is kept, the rest must be sent again later."""
+
+
 class ServiceUnavailable(UploadError):
     """Temporarily unable to take uploads: Notion's breaker is open, Redis is away, or we are full."""
 

@@ -13,6 +13,15 @@ from pathlib import Path
 from engine.partplan import PartPlan
 
 
+class SpoolWriteError(OSError):
+    """A write to the spool failed (typically ENOSPC). Everything past `received` was undone;
+    `completed` lists the parts this write still completed before the failure."""
+
+    def __init__(self, cause: OSError, completed: list[int]) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.completed = completed
+
+
 class PartAssembler:
     def __init__(self, directory: Path, plan: PartPlan, received: int = 0) -> None:
         self.directory = directory
@@ -26,34 +35,65 @@ class PartAssembler:
         return self.directory / f"{number:04d}.part"
 
     def write(self, data: bytes | memoryview) -> list[int] | tuple[()]:
-        """Append `data` at `received`; return the part numbers this write completed."""
+        """Append `data` at `received`; return the part numbers this write completed.
+
+        Exact: after a failed or partial write the part file is cut back to what was counted
+        (a later write landing after stale bytes would corrupt the part) and SpoolWriteError
+        is raised; `received` only ever counts bytes that are on disk."""
         # Hot path (thousands of calls per GiB): a chunk that stays inside the open part.
         size = len(data)
         if self._fd is not None and self.received + size < self._fd_end:
-            if os.write(self._fd, data) == size:
+            try:
+                written = os.write(self._fd, data)
+            except OSError as exc:
+                self._undo_past_received()
+                raise SpoolWriteError(exc, []) from None
+            if written == size:
                 self.received += size
                 return ()
-            self._close_fd()  # a short write: let the general path below sort it out
+            self._undo_past_received()  # a short write: the general path below tries again
         return self._write_spanning(data)
 
     def _write_spanning(self, data: bytes | memoryview) -> list[int]:
         completed: list[int] = []
         view = memoryview(data)
         plan = self.plan
-        while view:
-            number = plan.part_at(self.received)
-            room = plan.part_end(number) - self.received
-            fd = self._fd_for(number)
-            chunk = view[:room]
-            written = 0
-            while written < len(chunk):
-                written += os.write(fd, chunk[written:])
-            self.received += len(chunk)
-            view = view[len(chunk):]
-            if self.received == plan.part_end(number):
-                self._close_fd()
-                completed.append(number)
+        try:
+            while view:
+                number = plan.part_at(self.received)
+                room = plan.part_end(number) - self.received
+                fd = self._fd_for(number)
+                chunk = view[:room]
+                written = 0
+                while written < len(chunk):
+                    written += os.write(fd, chunk[written:])
+                self.received += len(chunk)
+                view = view[len(chunk):]
+                if self.received == plan.part_end(number):
+                    self._close_fd()
+                    completed.append(number)
+        except OSError as exc:
+            self._undo_past_received()
+            raise SpoolWriteError(exc, completed) from None
         return completed
+
+    def _undo_past_received(self) -> None:
+        """Cut the open part file back to `received` and close it; reopening seeks there too."""
+        fd, number = self._fd, self._fd_part
+        self._close_fd()
+        if fd is None:
+            return
+        try:
+            os.truncate(self.part_path(number), self.received - self.plan.part_start(number))
+        except OSError:
+            pass  # _fd_for truncates again before the next byte is written
+
+    def holds_exactly(self, number: int) -> bool:
+        """The part file has exactly the plan's length for its part (only then may it be sent)."""
+        try:
+            return self.part_path(number).stat().st_size == self.plan.part_length(number)
+        except OSError:
+            return False
 
     def _fd_for(self, number: int) -> int:
         if self._fd is not None and self._fd_part == number:

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from engine.errors import ChecksumMismatch, UploadBusy, UploadError, UploadGone, UploadTooLarge
+from engine.errors import (ChecksumMismatch, InsufficientStorage, ServiceUnavailable, UploadBusy, UploadError,
+                           UploadGone, UploadTooLarge)
 from engine.session import EXPIRED, FAILED, TERMINATED, UploadSession
+from engine.spool import SpoolWriteError
+
+# How long a client should wait before sending again after the spool's disk was full.
+DISK_FULL_RETRY_S = 15
 
 if TYPE_CHECKING:
     from engine.uploads import UploadService
@@ -53,8 +59,14 @@ class Writer:
             self.error = UploadTooLarge(
                 f"more bytes than the upload's declared length ({s.plan.size})", offset=s.assembler.received)
             return None
-        completed = s.assembler.write(chunk)
-        self.accepted += len(chunk)
+        before = s.assembler.received
+        try:
+            completed = s.assembler.write(chunk)
+            self.accepted += len(chunk)
+        except SpoolWriteError as exc:
+            completed = exc.completed
+            self.accepted += s.assembler.received - before
+            self.error = self._spool_error(exc)
         if not completed:
             return None
         if self.hold:
@@ -62,6 +74,18 @@ class Writer:
             return None
         s.ready.extend(completed)
         return self.service.hand_over(s)
+
+    def _spool_error(self, exc: SpoolWriteError) -> UploadError:
+        """The bytes counted so far are kept (and sent to Notion); the client sends the rest again."""
+        s = self.session
+        self.service.emit("SPOOL_WRITE_FAILED", upload_id=s.id, errno=exc.errno, offset=s.assembler.received)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return InsufficientStorage("the relay's disk is full; the bytes received so far are kept, "
+                                       "send the rest again shortly", retry_after_s=DISK_FULL_RETRY_S,
+                                       can_resume=True, offset=s.client_offset)
+        return ServiceUnavailable("the relay could not store the bytes; those received so far are kept, "
+                                  "send the rest again shortly", retry_after_s=DISK_FULL_RETRY_S,
+                                  can_resume=True, offset=s.client_offset)
 
     def supersede(self, reason: UploadError | None = None) -> None:
         """A newer request for the same upload took over (or `reason`, e.g. a restart): stop

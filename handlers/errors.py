@@ -28,6 +28,7 @@ ERROR_TABLE: list[tuple[type[e.UploadError], int, str]] = [
     (e.ChecksumMismatch, 460, "checksum_mismatch"),
     (e.UploadBusy, 423, "locked"),
     (e.NotionRejected, 400, "rejected_by_notion"),
+    (e.InsufficientStorage, 507, "insufficient_storage"),
     (e.ServiceUnavailable, 503, "unavailable"),
 ]
 
@@ -38,7 +39,7 @@ class RequestError(e.UploadError):
         self.status = status
 
 
-STATUS_REASONS = {460: "Checksum Mismatch"}
+STATUS_REASONS = {460: "Checksum Mismatch", 507: "Insufficient Storage"}
 
 
 @dataclass(frozen=True)
