@@ -529,6 +529,12 @@ class UploadService:
         return attempt
 
     async def _send(self, s: UploadSession, number: int) -> None:
+        if not s.assembler.holds_exactly(number):
+            # Never send a part whose file is not exactly its planned length: Notion would
+            # hold wrong bytes, and "completed" would be a lie (invariant 1).
+            self.emit("SPOOL_INTEGRITY", upload_id=s.id, part=number)
+            raise UploadFailed(f"part {number} was not stored intact on the relay; start the upload again",
+                               can_resume=False, integrity_error=True)
         try:
             result = await self.p.guard.run(lambda: self.p.notion.send_part(
                 s.record.notion_file_upload_id, path=str(s.assembler.part_path(number)),

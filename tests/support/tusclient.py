@@ -20,6 +20,7 @@ class UploadResult:
     completed_at: float = 0.0
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
+    refusals: list[tuple[int, dict]] = field(default_factory=list)  # (status, JSON body) of failed PATCHes
 
 
 def _meta(**kv: str) -> str:
@@ -89,6 +90,10 @@ def upload(base_url: str | Callable[[], str], path: Path, chunk_size: int, deadl
                         return result
                     continue
                 result.errors.append(f"patch {r.status_code} {r.text[:120]}")
+                try:
+                    result.refusals.append((r.status_code, r.json()))
+                except ValueError:
+                    result.refusals.append((r.status_code, {}))
                 if r.status_code in (404, 410):
                     raise AssertionError(f"the upload is gone: {result.errors[-5:]}")
             except requests.RequestException as exc:
