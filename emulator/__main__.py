@@ -1,13 +1,18 @@
 """`python -m emulator --host H --port P --data-dir D [...]`: serve until SIGTERM/SIGINT.
 
 Prints exactly one line, `emulator listening on http://HOST:PORT`, once the socket listens
-(with the real port when --port 0), so scripts and tests can find it.
+(with the real port when --port 0), so scripts and tests can find it. The state under
+--data-dir is reloaded at start (store.py, journal.py); a second emulator on the same data
+directory is refused (exit 1).
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from tornado.httpserver import HTTPServer
@@ -16,6 +21,7 @@ from tornado.netutil import bind_sockets
 
 from .app import Emulator, make_app
 from .config import EmulatorConfig, parse_args
+from .journal import DataDirInUse
 from .rules import MAX_SEND_BODY_BYTES
 
 # Bigger than Tornado's 64 KiB default: fewer Python calls per MiB received, and still
@@ -37,9 +43,11 @@ async def serve(config: EmulatorConfig) -> None:
         max_body_size=MAX_SEND_BODY_BYTES,
         idle_connection_timeout=300,
     )
-    sockets = bind_sockets(config.port, address=config.host)
+    sockets = bind(config)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
+    if config.port_file is not None:
+        remember_port(config.port_file, port)
     # Signal handlers before the ready line: a supervisor may signal as soon as it reads it.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,11 +67,37 @@ async def serve(config: EmulatorConfig) -> None:
         await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_S)
     except asyncio.TimeoutError:
         pass
+    emu.store.close()
+
+
+def bind(config: EmulatorConfig) -> list[socket.socket]:
+    """The configured port; with --port 0 and a --port-file, the remembered port first."""
+    if config.port == 0 and config.port_file is not None:
+        try:
+            remembered = int(config.port_file.read_text().strip())
+        except (OSError, ValueError):
+            remembered = 0
+        if 0 < remembered < 65536:
+            try:
+                return bind_sockets(remembered, address=config.host)
+            except OSError:
+                pass  # taken meanwhile: any free port will do
+    return bind_sockets(config.port, address=config.host)
+
+
+def remember_port(path: Path, port: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{port}\n")
+    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except DataDirInUse as e:
+        print(f"emulator: cannot start: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -51,6 +51,7 @@ class EmulatorConfig:
     access_log: bool = False
     max_file_bytes_override: int | None = None
     discard_files: bool = False
+    port_file: Path | None = None
 
     @property
     def max_file_bytes(self) -> int:
@@ -66,7 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    p.add_argument("--data-dir", required=True, type=Path, help="where parts are stored")
+    p.add_argument(
+        "--data-dir",
+        required=True,
+        type=Path,
+        help="where uploads, blocks and part files are kept (they survive a restart)",
+    )
+    p.add_argument(
+        "--port-file",
+        type=Path,
+        default=None,
+        help="remember the bound port in this file; with --port 0, bind the remembered port "
+        "again when it is free (demo mode keeps its URL across restarts)",
+    )
     p.add_argument(
         "--token",
         action="append",
@@ -143,4 +156,5 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         access_log=ns.access_log,
         max_file_bytes_override=ns.max_file_bytes,
         discard_files=ns.discard_files,
+        port_file=ns.port_file,
     )

@@ -1,11 +1,20 @@
-"""Upload records (in memory) and their part files (on disk, under --data-dir).
+"""Upload records, blocks and the wall clock (in memory, journaled) and part files (on disk).
 
-Layout: `<data-dir>/uploads/<upload id>/part-000001 …`, one file per part number. A send
-streams into a private temporary file beside them and is renamed over `part-N` only once
-it was accepted, so re-sending a part number replaces the earlier bytes atomically and a
-rejected or interrupted send leaves nothing behind.
+Everything lives under --data-dir and survives a restart, a crash (SIGKILL) included:
 
-The records are not persisted: a restarted emulator starts empty (like a fresh workspace).
+    <data-dir>/journal.jsonl                  the records (journal.py: append-only JSON lines)
+    <data-dir>/uploads/<upload id>/part-000001.1 …   part 1 as received by its 1st send
+
+A send streams into a private temporary file beside the parts and is renamed to
+`part-<N>.<send count>` only once it was accepted; then the record (one journal line) points
+at it and the previous file of that part number is removed. A crash between those steps leaves
+the record pointing at a complete file; files no record points at (interrupted sends, replaced
+parts) are removed at the next start. So a rejected, interrupted or repeated send never
+leaves the record and the bytes out of step.
+
+Adding a kind of record: make it a dataclass inheriting `Persistent` with a `KIND` and an `id`,
+register it with `self.journal.collection(Cls)` in UploadStore.__init__ (before load), and keep
+new records with `self.journal.add(record)`. Field changes are then journaled by themselves.
 """
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import re
 import shutil
 import time
 import uuid
@@ -20,15 +30,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .journal import DEFAULT_COMPACT_BYTES, Journal, Persistent
+
 HASH_CHUNK_BYTES = 1 << 20
+UPLOAD_DIR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-class WallClock:
+@dataclass
+class WallClock(Persistent):
     """Emulator wall time: real time plus an offset that `POST /_emulator/clock` can move,
-    so tests can reach an upload's expiry without waiting an hour."""
+    so tests can reach an upload's expiry without waiting an hour.
 
-    def __init__(self) -> None:
-        self.offset_s = 0.0
+    Journaled like the records: the emulated time never goes back across a restart, so an
+    upload expired by a clock advance stays expired."""
+
+    KIND = "clock"
+    id: str = "wall"
+    offset_s: float = 0.0
 
     def now(self) -> float:
         return time.time() + self.offset_s
@@ -45,7 +63,11 @@ class PartInfo:
 
 
 @dataclass
-class Upload:
+class Upload(Persistent):
+    KIND = "upload"
+    # Per process: a restarted emulator has no send or complete running.
+    TRANSIENT = frozenset({"completing", "sends_in_flight", "max_sends_in_flight"})
+
     id: str
     owner: str  # the Authorization token that created it
     mode: str  # single_part | multi_part | external_url
@@ -85,7 +107,9 @@ class Upload:
 
 
 @dataclass
-class Block:
+class Block(Persistent):
+    KIND = "block"
+
     id: str
     page_id: str
     type: str  # file | image | pdf | audio | video
@@ -97,13 +121,46 @@ class Block:
 
 
 class UploadStore:
-    def __init__(self, data_dir: Path, clock: WallClock) -> None:
+    def __init__(self, data_dir: Path, clock: WallClock, compact_bytes: int = DEFAULT_COMPACT_BYTES) -> None:
         self.root = data_dir / "uploads"
         self.root.mkdir(parents=True, exist_ok=True)
         self.clock = clock
-        self.uploads: dict[str, Upload] = {}
+        self.journal = Journal(data_dir, compact_bytes=compact_bytes)
+        # Every kind of record, registered before load(): the journal fills these dicts.
+        clocks = self.journal.collection(WallClock)
+        self.uploads: dict[str, Upload] = self.journal.collection(Upload)
+        self.blocks_by_id: dict[str, Block] = self.journal.collection(Block)
+        self.journal.load()
+        # Derived state, rebuilt from the records.
+        saved = clocks.get(clock.id)
+        if saved is not None:
+            clock.offset_s = saved.offset_s
+        self.journal.add(clock)  # from now on it is the clock the journal follows
         self.blocks_by_page: dict[str, list[Block]] = {}
-        self._seq = itertools.count(1)
+        for block in self.blocks_by_id.values():  # journal order = append order
+            self.blocks_by_page.setdefault(block.page_id, []).append(block)
+        self._seq = itertools.count(max((u.seq for u in self.uploads.values()), default=0) + 1)
+        self._tidy_files()
+
+    def close(self) -> None:
+        """Flush the journal to disk and release the data directory (a clean stop)."""
+        self.journal.close()
+
+    def _tidy_files(self) -> None:
+        """Remove what a crash may have left: temporary files of sends that never finished,
+        part files no record points at, the files of uploads whose files were deleted."""
+        for entry in self.root.iterdir():
+            upload = self.uploads.get(entry.name)
+            if upload is None or upload.files_deleted:
+                if UPLOAD_DIR.fullmatch(entry.name):
+                    shutil.rmtree(entry, ignore_errors=True)
+                continue
+            if not entry.is_dir():
+                continue
+            wanted = {self.part_path(upload.id, n).name for n in upload.parts}
+            for f in entry.iterdir():
+                if f.name not in wanted:
+                    f.unlink(missing_ok=True)
 
     # --- records -------------------------------------------------------------------------
 
@@ -111,7 +168,7 @@ class UploadStore:
         now = self.clock.now()
         upload = Upload(id=str(uuid.uuid4()), created_at=now, seq=next(self._seq), **fields)
         upload.last_edited_at = now
-        self.uploads[upload.id] = upload
+        self.journal.add(upload)
         self.dir_for(upload.id).mkdir(parents=True, exist_ok=True)
         return upload
 
@@ -130,19 +187,28 @@ class UploadStore:
     def dir_for(self, upload_id: str) -> Path:
         return self.root / upload_id
 
-    def part_path(self, upload_id: str, number: int) -> Path:
-        return self.dir_for(upload_id) / f"part-{number:06d}"
+    def part_path(self, upload_id: str, number: int, sends: int | None = None) -> Path:
+        """Part `number` as stored by its `sends`-th send (default: the current one)."""
+        if sends is None:
+            sends = self.uploads[upload_id].parts[number].sends
+        return self.dir_for(upload_id) / f"part-{number:06d}.{sends}"
 
     def temp_path(self, upload_id: str) -> Path:
         return self.dir_for(upload_id) / f".incoming-{uuid.uuid4().hex}"
 
     def commit_part(self, upload: Upload, number: int, temp: Path, size: int, sha256: str) -> None:
-        """Make a received part the current bytes of part `number` (replacing any earlier)."""
-        os.replace(temp, self.part_path(upload.id, number))
+        """Make a received part the current bytes of part `number` (replacing any earlier).
+
+        Order for crash safety: the bytes get their final name, then the record points at
+        them (one journal line), then the replaced file goes."""
         previous = upload.parts.get(number)
         sends = previous.sends + 1 if previous else 1
-        upload.parts[number] = PartInfo(size=size, sends=sends, sha256=sha256)
-        self.touch(upload)
+        os.replace(temp, self.part_path(upload.id, number, sends))
+        with self.journal.batch():
+            upload.parts[number] = PartInfo(size=size, sends=sends, sha256=sha256)
+            self.touch(upload)
+        if previous is not None:
+            self.part_path(upload.id, number, previous.sends).unlink(missing_ok=True)
 
     def iter_file(self, upload: Upload, chunk_bytes: int = HASH_CHUNK_BYTES) -> Iterator[bytes]:
         """The uploaded file's bytes in order, chunk by chunk (never the whole file)."""
@@ -172,8 +238,9 @@ class UploadStore:
         return size, digest.hexdigest()
 
     def delete_files(self, upload: Upload) -> None:
-        shutil.rmtree(self.dir_for(upload.id), ignore_errors=True)
+        # Flag first: after a crash in between, the start-up tidy removes the rest.
         upload.files_deleted = True
+        shutil.rmtree(self.dir_for(upload.id), ignore_errors=True)
 
     def sweep_expired(self) -> int:
         """Delete the part files of expired uploads (their bytes can never be used again)."""
@@ -189,6 +256,9 @@ class UploadStore:
     # --- blocks --------------------------------------------------------------------------
 
     def append_blocks(self, page_id: str, blocks: list[Block]) -> None:
+        with self.journal.batch():
+            for block in blocks:
+                self.journal.add(block)
         self.blocks_by_page.setdefault(page_id, []).extend(blocks)
 
     def blocks(self, page_id: str) -> list[Block]:
