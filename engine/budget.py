@@ -13,8 +13,21 @@ from engine.clock import Clock
 from engine.store import CheckpointStore, StoreUnavailable
 
 
+class OverBudget(Exception):
+    """Waiting for a token would pass the caller's deadline."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"the request budget has no token for {wait_s:.1f} s")
+        self.wait_s = wait_s
+
+
+def _check_deadline(clock: Clock, wait_s: float, deadline: float | None) -> None:
+    if deadline is not None and clock.monotonic() + wait_s > deadline:
+        raise OverBudget(wait_s)
+
+
 class Budget(Protocol):
-    async def take(self) -> None: ...
+    async def take(self, deadline: float | None = None) -> None: ...
 
     def pause(self, seconds: float) -> None: ...
 
@@ -59,10 +72,12 @@ class RequestBudget:
         self._tokens -= 1
         return True
 
-    async def take(self) -> None:
-        """Wait for a token, then take it."""
+    async def take(self, deadline: float | None = None) -> None:
+        """Wait for a token, then take it (OverBudget when that would pass `deadline`)."""
         while not self.try_take():
-            await self.clock.sleep(self.wait_s())
+            wait = self.wait_s()
+            _check_deadline(self.clock, wait, deadline)
+            await self.clock.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         """Notion said 429: nobody sends for `seconds`, and the bucket starts empty after."""
@@ -140,15 +155,16 @@ class SharedRequestBudget:
         self._last_tokens, self._last_pause = float(tokens), float(paused)
         return float(wait)
 
-    async def take(self) -> None:
+    async def take(self, deadline: float | None = None) -> None:
         while True:
             try:
                 wait = await self._call(None)
             except StoreUnavailable:
-                await self.local.take()
+                await self.local.take(deadline)
                 return
             if wait <= 0:
                 return
+            _check_deadline(self.clock, wait, deadline)
             await self.clock.sleep(wait)
 
     def pause(self, seconds: float) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable, TypeVar
 
 from engine.breaker import CircuitBreaker
-from engine.budget import Budget
+from engine.budget import Budget, OverBudget
 from engine.clock import Clock
 from engine.notion import Failure
 
@@ -34,7 +34,14 @@ class NotionGuard:
                 raise Failure("connect", "Notion's circuit breaker is open", retry_after_s=wait)
             await self.clock.sleep(wait)
         try:
-            await self.budget.take()
+            await self.budget.take(deadline)
+        except OverBudget as over:
+            self.breaker.release()  # not Notion's failure: nothing was sent
+            raise Failure("connect", "Notion's request budget is used up for now", retry_after_s=over.wait_s) from None
+        except BaseException:
+            self.breaker.release()
+            raise
+        try:
             result = await call()
         except Failure as failure:
             self._record(failure)

@@ -170,11 +170,11 @@ class NotionClient:
         return await self._json("create", "POST", "/v1/file_uploads", body, total_s=total_s)
 
     async def list_file_uploads(self, *, status: str | None = None, page_size: int = 100,
-                                start_cursor: str | None = None) -> dict[str, Any]:
+                                start_cursor: str | None = None, total_s: float | None = None) -> dict[str, Any]:
         """Newest first (NOTION_API.md, list)."""
         query = {"page_size": page_size, "status": status, "start_cursor": start_cursor}
         text = urlencode({k: v for k, v in query.items() if v is not None})
-        return await self._json("list_uploads", "GET", f"/v1/file_uploads?{text}")
+        return await self._json("list_uploads", "GET", f"/v1/file_uploads?{text}", total_s=total_s)
 
     async def send_part(self, file_upload_id: str, *, path: str, filename: str, content_type: str,
                         part_number: int | None, size: int) -> dict[str, Any]:
@@ -221,6 +221,9 @@ class NotionClient:
         payload: bytes | None = None
         if no_body:
             payload = b""  # tornado insists on a body for POST; an empty one is Content-Length: 0
+            # An empty header value makes libcurl drop the x-www-form-urlencoded type it would
+            # add to a POST: the official SDK sends complete with no Content-Type at all.
+            headers["Content-Type"] = ""
         elif form is None and method in ("POST", "PATCH", "PUT"):
             headers["Content-Type"] = "application/json"
             payload = json.dumps(body if body is not None else {}).encode()

@@ -41,6 +41,7 @@ TOMBSTONE_TTL_S = 3600
 # How long a request that creates an upload may spend retrying Notion: the PaaS router cuts
 # requests at about 30 s, and an answer with Retry-After beats a cut connection.
 CREATE_DEADLINE_S = 20.0
+LIMIT_LOOKUP_S = 5.0
 WORKSPACE_LIMIT_TTL_S = 600.0
 CLAIM_TTL_S = 2 * 3600  # longer than Notion's window: a claim outlives every use of its file upload
 # A create's answer that was lost is looked for among uploads Notion made this long before we
@@ -119,6 +120,15 @@ class UploadService:
             self._limit_lookup = asyncio.ensure_future(self._fetch_workspace_limit())
         return await asyncio.shield(self._limit_lookup)
 
+    async def _workspace_limit_by(self, deadline: float) -> int:
+        """The workspace's limit, without letting a slow lookup eat the create's deadline: past a
+        few seconds the last known (or default) limit stands; Notion's own checks still apply."""
+        budget_s = min(LIMIT_LOOKUP_S, max(0.1, deadline - self.clock.monotonic()))
+        try:
+            return await asyncio.wait_for(self.workspace_limit(), timeout=budget_s)
+        except asyncio.TimeoutError:
+            return self._workspace_limit[1] if self._workspace_limit else DEFAULT_WORKSPACE_LIMIT
+
     async def _fetch_workspace_limit(self) -> int:
         now = self.clock.monotonic()
         try:
@@ -143,9 +153,10 @@ class UploadService:
 
     async def _create(self, *, filename: str | None, size: int, content_type: str | None,
                       metadata: str | None, owner: str | None) -> UploadSession:
+        deadline = self.clock.monotonic() + CREATE_DEADLINE_S
         if size <= 0:
             raise InvalidUpload("the upload length must be at least 1 byte (Notion stores no empty files)")
-        limit = await self.workspace_limit()
+        limit = await self._workspace_limit_by(deadline)
         if size > limit:
             raise UploadTooLarge(f"the file is {size} bytes; this Notion workspace accepts at most {limit} bytes",
                                  limit=limit)
@@ -161,7 +172,7 @@ class UploadService:
         if owner is not None and self.p.quotas is not None:
             await self.p.quotas.admit(owner, size)
         upload_id = new_upload_id()
-        notion_upload = await self._create_in_notion(plan, name, ctype, upload_id)
+        notion_upload = await self._create_in_notion(plan, name, ctype, upload_id, deadline)
         now = self.clock.wall()
         expiry = notion_upload.get("expiry_time")
         record = UploadRecord(
@@ -192,9 +203,8 @@ class UploadService:
         return session
 
     async def _create_in_notion(self, plan: PartPlan, filename: str, content_type: str,
-                                upload_id: str) -> dict[str, Any]:
-        """Create the Notion file upload, exactly once, within CREATE_DEADLINE_S (every wait counted)."""
-        deadline = self.clock.monotonic() + CREATE_DEADLINE_S
+                                upload_id: str, deadline: float) -> dict[str, Any]:
+        """Create the Notion file upload, exactly once, by `deadline` (every wait counted)."""
         parts = plan.number_of_parts if plan.is_multipart else None
         asked_at = self.clock.wall()
 
@@ -207,7 +217,7 @@ class UploadService:
             return created
 
         async def created_anyway() -> dict[str, Any] | None:
-            return await self._find_created(plan, filename, content_type, upload_id, asked_at)
+            return await self._find_created(plan, filename, content_type, upload_id, asked_at, deadline)
 
         try:
             return await self.once.run("create", create, created_anyway, deadline=deadline)
@@ -223,11 +233,12 @@ class UploadService:
                                      retry_after_s=max(1, round(self.p.retry.delay_s(1, f.retry_after_s)))) from None
 
     async def _find_created(self, plan: PartPlan, filename: str, content_type: str, upload_id: str,
-                            asked_at: float) -> dict[str, Any] | None:
+                            asked_at: float, deadline: float) -> dict[str, Any] | None:
         """A create whose answer was lost: Notion lists pending uploads newest first; ours has our
         name, type and part count, no byte yet, was made after we asked (give or take clock skew),
         and no other upload has claimed it."""
-        listing = await self.p.guard.run(lambda: self.p.notion.list_file_uploads(status="pending"))
+        listing = await self.p.guard.run(lambda: self.p.notion.list_file_uploads(
+            status="pending", total_s=max(1.0, deadline - self.clock.monotonic())), deadline=deadline)
         for candidate in reversed(listing.get("results") or []):  # oldest first: the first one we made
             if not _may_be_our_create(candidate, plan, filename, content_type, asked_at):
                 continue
