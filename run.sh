@@ -54,21 +54,32 @@ ensure_chromium() {
   fi
 }
 
-# Demo mode: start the emulator on a free port, wait for its line, and point the relay at it.
+# Runs a command in a session of its own. Why: a Ctrl-C in a terminal sends SIGINT to the
+# whole foreground process group; a child in it would get the signal as well as run.sh, then
+# run.sh's TERM would be a second signal to it ("exiting now"). In their own session the
+# children hear only from run.sh, which stops the relay first and the emulator after it.
+# Call it with `&` only: the exec makes $! the command's own pid (not a subshell's).
+detached() {
+  exec "$PY" -c 'import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])' "$@"
+}
+
+# Demo mode: start the emulator, wait for its line, and point the relay at it. Its data (and,
+# with --port-file, its port) under DATA_DIR/emulator outlive a restart: the relay's uploads
+# in progress go on where they were.
 start_demo_emulator() {
   local data_dir=${DATA_DIR:-./data}
   mkdir -p "$data_dir/emulator"
   local log="$data_dir/emulator/emulator.log"
   : > "$log"
-  "$PY" -m emulator --host 127.0.0.1 --port "${EMULATOR_PORT:-0}" \
-      --data-dir "$data_dir/emulator" >"$log" 2>&1 &
+  detached "$PY" -m emulator --host 127.0.0.1 --port "${EMULATOR_PORT:-0}" \
+      --port-file "$data_dir/emulator/port" --data-dir "$data_dir/emulator" \
+      </dev/null >"$log" 2>&1 &
   EMULATOR_PID=$!
-  trap 'kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
   local url=""
   for _ in $(seq 1 100); do
     url=$(sed -n 's/^emulator listening on \(http[^ ]*\).*/\1/p' "$log" | head -n1)
     [ -n "$url" ] && break
-    kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$log" >&2; echo "run.sh: emulator failed to start" >&2; exit 1; }
+    kill -0 "$EMULATOR_PID" 2>/dev/null || { cat "$log" >&2; echo "run.sh: emulator failed to start" >&2; EMULATOR_PID=; exit 1; }
     sleep 0.1
   done
   [ -n "$url" ] || { echo "run.sh: emulator did not start in 10 s" >&2; exit 1; }
@@ -84,13 +95,35 @@ case "$cmd" in
   serve)
     setup requirements.txt
     if [ -z "${NOTION_TOKEN:-}" ]; then
+      # The relay and the emulator run as children in sessions of their own (see detached):
+      # the first INT/TERM/HUP asks the relay for a graceful shutdown (TERM), a second one
+      # makes it exit at once; the emulator is stopped once the relay is gone.
+      EMULATOR_PID=
+      RELAY_PID=
+      on_stop_signal() {
+        if [ -n "$RELAY_PID" ]; then
+          kill -TERM "$RELAY_PID" 2>/dev/null || true
+        else
+          exit 130  # still starting: the EXIT trap stops the emulator
+        fi
+      }
+      stop_emulator() {
+        [ -n "$EMULATOR_PID" ] || return 0
+        kill -TERM "$EMULATOR_PID" 2>/dev/null || true
+        wait "$EMULATOR_PID" 2>/dev/null || true
+        EMULATOR_PID=
+      }
+      trap on_stop_signal INT TERM HUP
+      trap stop_emulator EXIT
       start_demo_emulator
-      # The relay runs as a child so the emulator can be stopped after it; signals are passed on.
-      "$PY" server.py "$@" &
+      detached "$PY" server.py "$@" </dev/null &
       RELAY_PID=$!
-      trap 'kill -TERM "$RELAY_PID" 2>/dev/null || true' TERM INT
+      # `wait` returns early when a trapped signal arrives: wait again until the relay is gone,
+      # then once more for its exit status (bash keeps it).
+      while kill -0 "$RELAY_PID" 2>/dev/null; do wait "$RELAY_PID" || true; done
       rc=0
-      while kill -0 "$RELAY_PID" 2>/dev/null; do wait "$RELAY_PID" && rc=0 || rc=$?; done
+      wait "$RELAY_PID" || rc=$?
+      stop_emulator
       exit "$rc"
     else
       exec "$PY" server.py "$@"
