@@ -20,11 +20,12 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from engine.admission import Admission
+from engine.admission import Admission, loads_of
 from engine.auth import Access
 from engine.breaker import CircuitBreaker
 from engine.budget import SharedRequestBudget
 from engine.clock import SystemClock
+from engine.disk import SpoolDisk
 from engine.embedded_redis import EmbeddedRedis
 from engine.events import (
     EventLog,
@@ -42,7 +43,6 @@ from engine.quotas import Quotas
 from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
 from engine.scheduler import PartScheduler
-from engine.session import FINAL_STATES
 from engine.store import CheckpointStore
 from engine.uploads import ServiceParts, UploadService
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
@@ -155,21 +155,29 @@ class Relay:
         service.check_owners = access.enabled
         self.service = service
         self.looplag = LoopLagMonitor()
+        # Admission from what runs out: memory (limiter), the spool's disk, the budget's backlog.
+        disk = SpoolDisk(s.spool_dir, s.spool_min_free_mb * 2**20, self.clock,
+                         spooled=lambda: sum(x.spooled_bytes for x in loads_of(service.live.values())))
+        disk.tick()
+        self.disk = disk
+        admission = Admission(
+            [notion_breaker, upload_breaker], store, limiter, disk, budget,
+            loads=lambda: loads_of(service.live.values()), pending=lambda: service.creating,
+            part_size_bytes=s.part_size_bytes, backlog_limit_s=s.notion_backlog_limit_s,
+            max_active=s.max_active_uploads)
+        service.admission = admission
         system = SystemView(self.clock, service, limiter, [notion_breaker, upload_breaker], budget, scheduler,
-                            store, store_kind, s.max_concurrent_uploads, s.queue_size_limit, looplag=self.looplag)
+                            store, store_kind, s.max_concurrent_uploads, s.queue_size_limit, looplag=self.looplag,
+                            admission=admission)
         self.system = system
         metrics = RelayMetrics(Sources(service, [notion_breaker, upload_breaker], budget, limiter, scheduler, store,
-                                       self.looplag))
+                                       self.looplag, admission=admission))
         listeners.append(metrics.on_event)
         pressure = PressureWatch(emit)
 
-        service.admission = Admission(
-            [notion_breaker, upload_breaker], store, limiter,
-            lambda: service.creating + sum(1 for x in service.live.values() if x.record.state not in FINAL_STATES),
-            s.max_concurrent_uploads + s.queue_size_limit)
-
         async def tick() -> None:
             sample = limiter.tick()
+            disk.tick()  # free space on the spool's disk: on this tick only, never per request
             pressure.observe(limiter.state, sample.used_mb, sample.total_bytes / 2**20, limiter.workers)
             scheduler.pump()
             await store.ping()

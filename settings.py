@@ -15,6 +15,9 @@ from typing import Any, Callable, Mapping
 from engine.auth import parse_upload_tokens
 
 MIB = 2**20
+# The seeds' defaults, used for the other one when only one of the two is set.
+SEED_MAX_CONCURRENT_UPLOADS = 10
+SEED_QUEUE_SIZE_LIMIT = 10
 SECRET_VARIABLES = frozenset({"NOTION_TOKEN", "UPLOAD_TOKENS", "REDIS_URL"})
 
 
@@ -54,6 +57,10 @@ def _optional_str(text: str) -> str | None:
 
 def _optional_float(text: str) -> float | None:
     return float(text) if text.strip() else None
+
+
+def _optional_int(text: str) -> int | None:
+    return int(text.strip()) if text.strip() else None
 
 
 def _page_id(text: str) -> str | None:
@@ -114,8 +121,16 @@ class Settings:
     min_workers: int = _env("MIN_WORKERS", 1, _int, _at_least(1))
     max_workers: int = _env("MAX_WORKERS", 3, _int, _between(1, 64))
     default_workers: int = _env("DEFAULT_WORKERS", 2, _int, _at_least(1))
-    max_concurrent_uploads: int = _env("MAX_CONCURRENT_UPLOADS", 10, _int, _at_least(1))
-    queue_size_limit: int = _env("QUEUE_SIZE_LIMIT", 10, _int, _at_least(0))
+    # The seeds' count of uploads (in progress + queued). Unset = no count limit: uploads stream
+    # through spool files, and admission refuses on what runs out (memory, spool disk, Notion
+    # budget backlog). Set either and the limit is their sum, the other one at the seeds' 10.
+    max_concurrent_uploads: int | None = _env("MAX_CONCURRENT_UPLOADS", None, _optional_int, _at_least(1))
+    queue_size_limit: int | None = _env("QUEUE_SIZE_LIMIT", None, _optional_int, _at_least(0))
+    # Free space kept on the spool's disk beyond what running uploads may still write; 0 = off.
+    spool_min_free_mb: int = _env("SPOOL_MIN_FREE_MB", 256, _int, _at_least(0))
+    # New uploads wait while the Notion request budget is more than this many seconds behind
+    # (Notion expires an upload 1 hour after it was created).
+    notion_backlog_limit_s: float = _env("NOTION_BACKLOG_LIMIT", 3000.0, _float, _between(1, 86400))
     total_memory_mb: float | None = _env("TOTAL_MEMORY_MB", None, _optional_float)
     total_cpu_cores: float | None = _env("TOTAL_CPU_CORES", None, _optional_float)
     metrics_interval_s: float = _env("METRICS_INTERVAL", 5.0, _float, _between(0.05, 3600))
@@ -173,6 +188,15 @@ class Settings:
     @property
     def spool_dir(self) -> Path:
         return self.spool_dir_override or self.data_dir / "spool"
+
+    @property
+    def max_active_uploads(self) -> int | None:
+        """The seeds' MAX_CONCURRENT_UPLOADS + QUEUE_SIZE_LIMIT when either is set, else None."""
+        if self.max_concurrent_uploads is None and self.queue_size_limit is None:
+            return None
+        running = SEED_MAX_CONCURRENT_UPLOADS if self.max_concurrent_uploads is None else self.max_concurrent_uploads
+        queued = SEED_QUEUE_SIZE_LIMIT if self.queue_size_limit is None else self.queue_size_limit
+        return running + queued
 
     @property
     def part_size_bytes(self) -> int:

@@ -18,6 +18,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine.admission import REASONS as ADMISSION_REASONS
 from engine.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from engine.looplag import LoopLagMonitor
 from engine.resources import CRITICAL, HIGH_LOAD, LOW_LOAD, MEDIUM_LOAD, AdaptiveLimiter
@@ -64,6 +65,7 @@ class Sources:
     scheduler: PartScheduler
     store: Store
     looplag: LoopLagMonitor | None = None
+    admission: Any | None = None  # engine.admission.Admission: spool disk, backlog, refusals
 
 
 class RelayMetrics:
@@ -158,6 +160,7 @@ class _LiveCollector(Collector):
         yield from self._budget(s.budget)
         yield from self._resources(s)
         yield from self._lag(s.looplag)
+        yield from self._admission(s.admission)
 
     @staticmethod
     def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -221,6 +224,31 @@ class _LiveCollector(Collector):
             yield self._gauge("relay_memory_limit_bytes", "The memory the thresholds refer to", sample.total_bytes)
             yield self._gauge("relay_cpu_percent", "CPU use at the last sample (percent of one core)",
                               sample.cpu_percent)
+
+    def _admission(self, admission: Any | None) -> Iterator[Metric]:
+        if admission is None:
+            return
+        snap = admission.snapshot()  # the disk as last sampled on the limiter's tick; no I/O here
+        disk, adm = snap["spool_disk"], snap["admission"]
+        if disk["free_bytes"] is not None:
+            yield self._gauge("relay_spool_free_bytes", "Free space on the spool's disk (last sample, less what "
+                              "the spool wrote since)", disk["free_bytes"])
+        yield self._gauge("relay_spool_reserved_bytes", "Spool space running uploads (and one new upload) may "
+                          "still fill", disk["reserved_bytes"])
+        yield self._gauge("relay_spool_min_free_bytes", "SPOOL_MIN_FREE_MB: free space kept beyond the "
+                          "reservations (0: not checked)", disk["min_free_bytes"])
+        yield self._gauge("relay_spool_low", "1 while the spool's disk is too full to admit a new upload",
+                          1 if disk["status"] == "low" else 0)
+        if adm["budget_backlog_s"] is not None:
+            yield self._gauge("relay_notion_backlog_seconds", "How long the request budget needs for the "
+                              "requests running uploads still make", adm["budget_backlog_s"])
+        yield self._gauge("relay_admission_refusing", "1 while new uploads are refused (503)",
+                          0 if adm["status"] == "admitting" else 1)
+        refused = CounterMetricFamily("relay_uploads_refused", "New uploads refused with 503, by reason",
+                                      labels=["reason"])
+        for reason in ADMISSION_REASONS:
+            refused.add_metric([reason], adm["refused"].get(reason, 0))
+        yield refused
 
     def _lag(self, monitor: LoopLagMonitor | None) -> Iterator[Metric]:
         if monitor is None:

@@ -61,7 +61,10 @@ ERROR = obj({
     "checkpoint_key": STRING,
     "progress_percent": NUMBER,
     "limit": {**COUNT, "description": "The limit that was hit: bytes (too large, quota) or uploads (quota)."},
-    "reason": {**STRING, "description": "Which quota: `concurrent_uploads` or `bytes_per_hour`."},
+    "reason": {**STRING, "description": "Which quota (429): `concurrent_uploads` or `bytes_per_hour`; why a new "
+                                        "upload must wait (503): `circuit_breaker`, `checkpoint_store`, `memory`, "
+                                        "`spool_disk`, `budget_backlog`, `upload_count`."},
+    "budget_backlog_s": {**NUMBER, "description": "Seconds of Notion requests queued before a new upload's (503)."},
     "status": {**INTEGER, "description": "Notion's HTTP status when Notion refused the upload."},
     "circuit_breaker_state": {"enum": BREAKER_STATES},
     "active_uploads": COUNT,
@@ -151,8 +154,24 @@ HEALTH_COMPONENTS = obj({
     }, required=["capacity", "per_second", "tokens", "paused_for_s", "rate_limited"]),
     "backpressure_manager": obj({
         "parts_running": COUNT, "parts_queued": COUNT, "uploads_with_parts_pending": COUNT,
-        "max_concurrent_uploads": COUNT, "queue_size_limit": COUNT,
-    }),
+        "max_concurrent_uploads": nullable(COUNT), "queue_size_limit": nullable(COUNT),
+    }, description="`max_concurrent_uploads` and `queue_size_limit` are null when unset (no count limit)."),
+    "admission": obj({
+        "status": {"enum": ["admitting", "refusing"]},
+        "reason": {"enum": [None, "circuit_breaker", "checkpoint_store", "memory", "spool_disk", "budget_backlog",
+                            "upload_count"]},
+        "message": nullable(STRING), "retry_after": nullable(COUNT), "uploads_in_progress": COUNT,
+        "max_uploads": nullable(COUNT), "budget_backlog_requests": COUNT, "budget_backlog_s": nullable(NUMBER),
+        "budget_backlog_limit_s": NUMBER, "refused": {"type": "object", "additionalProperties": COUNT},
+    }, description="Whether a new upload would be admitted now (engine/admission.py), and why not."),
+    "spool_disk": obj({
+        "status": {"enum": ["healthy", "low", "unknown"]},
+        "free_bytes": nullable(COUNT), "free_mb": nullable(NUMBER), "total_bytes": nullable(COUNT),
+        "reserved_bytes": COUNT, "available_bytes": nullable(INTEGER), "min_free_mb": NUMBER, "min_free_bytes": COUNT,
+        "checked": BOOLEAN,
+        "sampled_s_ago": nullable(NUMBER), "last_error": nullable(STRING),
+    }, description="Free space on the spool's disk (sampled every METRICS_INTERVAL), what running uploads may "
+                   "still write there, and the floor kept free (SPOOL_MIN_FREE_MB); `low` refuses new uploads."),
     "event_loop": obj({
         "status": {"enum": ["healthy", "lagging"]},
         "lag_ms": NUMBER, "max_lag_ms": NUMBER, "p99_lag_ms": NUMBER, "window_s": NUMBER, "interval_ms": NUMBER,
@@ -163,8 +182,9 @@ HEALTH_COMPONENTS = obj({
 HEALTH = obj({
     "timestamp": {**NUMBER, "description": "Unix time (seconds)."},
     "status": {"enum": ["healthy", "degraded", "unhealthy"],
-               "description": "`degraded` while a breaker is not closed; `unhealthy` (HTTP 503) when Redis is "
-                              "away or memory is critical."},
+               "description": "`degraded` while a breaker is not closed, the spool's disk is low or the "
+                              "Notion budget's backlog refuses new uploads; `unhealthy` (HTTP 503) when Redis "
+                              "is away or memory is critical."},
     "components": HEALTH_COMPONENTS,
     "performance": obj({"active_upload_sessions": COUNT, "total_memory_limit_mb": NUMBER, "total_cpu_limit": NUMBER}),
 }, required=["timestamp", "status"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.admission import BUDGET_BACKLOG, Admission
 from engine.auth import Access
 from engine.breaker import CLOSED, CircuitBreaker
 from engine.budget import Budget
@@ -27,9 +28,10 @@ class SystemView:
     scheduler: PartScheduler
     store: CheckpointStore
     store_kind: str
-    max_concurrent_uploads: int
-    queue_size_limit: int
+    max_concurrent_uploads: int | None  # None: unset (no count limit)
+    queue_size_limit: int | None
     looplag: LoopLagMonitor | None = None
+    admission: Admission | None = None
 
     def active_uploads(self) -> int:
         return sum(1 for s in self.service.live.values() if s.record.state not in FINAL_STATES)
@@ -53,9 +55,13 @@ class SystemView:
         breakers_ok = all(b["state"] == CLOSED for b in breakers)
         resource_ok = self.limiter.state != CRITICAL
         store_ok = self.store.healthy
+        # Whether a new upload would be admitted now, and the spool disk's free space.
+        admission = self.admission.snapshot() if self.admission is not None else {}
+        disk_low = admission.get("spool_disk", {}).get("status") == "low"
+        backlogged = admission.get("admission", {}).get("reason") == BUDGET_BACKLOG
         if not store_ok or not resource_ok:
             status = "unhealthy"
-        elif not breakers_ok:
+        elif not breakers_ok or disk_low or backlogged:
             status = "degraded"
         else:
             status = "healthy"
@@ -86,6 +92,7 @@ class SystemView:
                     "last_error": self.store.last_error,
                 },
                 "request_budget": self.budget.snapshot(),
+                **admission,
                 "backpressure_manager": {
                     "parts_running": self.scheduler.running,
                     "parts_queued": self.scheduler.queued,
