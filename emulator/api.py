@@ -1,9 +1,10 @@
-"""The /v1 endpoints: Notion's File Upload API, users/me and block children.
+"""The /v1 endpoints: Notion's File Upload API and users; pages and blocks are in pages.py.
 
-Every request goes through the same gate: an outage (which fails everything), then route and
-method (400 invalid_request_url), Authorization (401), Notion-Version (400 missing_version),
-the token's request budget (429), then an injected fault, then the endpoint's own
-validation. The rules themselves live in `rules.py` and `filetypes.py`.
+Every request goes through the same gate: an outage (which fails everything), then
+Authorization (401, before routing: Notion answers an unknown path with a bad token 401),
+route and method (400 invalid_request_url), Notion-Version (400 missing_version), the token's
+request budget (429), then an injected fault, then the endpoint's own validation. The rules
+themselves live in `rules.py`, `blocks.py` and `filetypes.py`.
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 import tornado.web
 from tornado.web import stream_request_body
 
-from . import errors, objects, rules
+from . import errors, imports, objects, rules
 from .errors import NotionError, validation_error
 from .faults import STATUS_KINDS
 from .multipart import FormError, FormStream, boundary_of
-from .store import Block, Upload
+from .store import Upload
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -71,6 +72,8 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
+        # Notion's header (the official SDKs read it); x-request-id is the emulator's older name.
+        self.set_header("x-notion-request-id", self.request_id)
         self.set_header("x-request-id", self.request_id)
 
     def on_finish(self) -> None:
@@ -138,13 +141,13 @@ class ApiHandler(tornado.web.RequestHandler):
         emu = self.emu
         if emu.outage.active():
             raise errors.for_status(emu.outage.status, retry_after_s=emu.outage.remaining_s())
-        if self.request.method not in self.ENDPOINTS:
-            raise errors.invalid_request_url()
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or token not in emu.config.tokens:
             raise errors.unauthorized()
         self.token = token
+        if self.request.method not in self.ENDPOINTS:
+            raise errors.invalid_request_url()
         version = self.request.headers.get("Notion-Version", "").strip()
         if not version:
             raise errors.missing_version()
@@ -266,8 +269,8 @@ class FileUploadsHandler(ApiHandler):
             external_url=spec.external_url,
         )
         if spec.mode == "external_url":
-            # The emulator cannot fetch anything: the import fails, as Notion reports it.
-            upload.stored_status = "failed"
+            # Notion answers `pending` and imports the file afterwards (imports.py).
+            imports.start(emu, upload)
         self.reply(self.upload_json(upload))
 
     def get(self) -> None:
@@ -471,53 +474,30 @@ class UsersMeHandler(ApiHandler):
         self.reply(objects.bot_user(self.token, self.emu.max_file_bytes))
 
 
-class BlockChildrenHandler(ApiHandler):
-    ENDPOINTS = {"PATCH": "attach", "GET": "children"}
+class UsersHandler(ApiHandler):
+    """GET /v1/users: the workspace's users the integration can see (here: its bot)."""
 
-    def _page_id(self, raw_id: str) -> str:
-        page_id = rules.normalize_uuid(raw_id)
-        if page_id is None:
-            raise validation_error(
-                f"path failed validation: path.block_id should be a valid uuid, instead was `{raw_id}`."
-            )
-        return page_id  # any well-formed id is an existing page the integration can see
+    ENDPOINTS = {"GET": "list_users"}
 
-    def patch(self, raw_id: str) -> None:
-        emu = self.emu
-        page_id = self._page_id(raw_id)
-        now = emu.clock.now()
-        wanted = rules.parse_children(self.json_body())
-        uploads = [rules.attachable_upload(c, emu.store, self.token, now) for c in wanted]
-        creator = objects.bot_id(self.token)
-        blocks = [
-            Block(
-                id=str(uuid.uuid4()),
-                page_id=page_id,
-                type=child.block_type,
-                upload_id=upload.id,
-                created_at=now,
-                creator_bot_id=creator,
-                caption=child.caption,
-                name=child.name,
-            )
-            for child, upload in zip(wanted, uploads)
-        ]
-        emu.store.append_blocks(page_id, blocks)
-        for upload in uploads:
-            if page_id not in upload.attached_to:
-                upload.attached_to.append(page_id)
-            emu.store.touch(upload)
-        self.reply(objects.listing("block", [self._block_json(b) for b in blocks], None))
-
-    def get(self, raw_id: str) -> None:
-        page_id = self._page_id(raw_id)
+    def get(self) -> None:
         page, cursor = rules.paginate(
-            self.emu.store.blocks(page_id),
-            key=lambda b: b.id,
+            [objects.bot_user(self.token, self.emu.max_file_bytes)],
+            key=lambda u: u["id"],
             start_cursor=self.get_query_argument("start_cursor", None),
             page_size=self.get_query_argument("page_size", None),
         )
-        self.reply(objects.listing("block", [self._block_json(b) for b in page], cursor))
+        self.reply(objects.listing("user", page, cursor))
 
-    def _block_json(self, b: Block) -> dict[str, Any]:
-        return objects.block(b, self.emu.store.get(b.upload_id), self.base_url, self.version)
+
+class UserHandler(ApiHandler):
+    ENDPOINTS = {"GET": "retrieve_user"}
+
+    def get(self, raw_id: str) -> None:
+        user_id = rules.normalize_uuid(raw_id)
+        if user_id is None:
+            raise validation_error(
+                f"path failed validation: path.user_id should be a valid uuid, instead was `{raw_id}`."
+            )
+        if user_id != objects.bot_id(self.token):
+            raise errors.object_not_found("user", user_id)
+        self.reply(objects.bot_user(self.token, self.emu.max_file_bytes))

@@ -6,7 +6,7 @@ import logging
 
 import tornado.web
 
-from . import api, control
+from . import api, control, pages
 from .config import EmulatorConfig
 from .faults import FaultInjector, FaultPlan, Outage
 from .ratelimit import RateLimiter
@@ -53,12 +53,18 @@ def make_app(emu: Emulator) -> tornado.web.Application:
         (rf"/v1/file_uploads/{uuidish}", api.RetrieveHandler, kw),
         (rf"/v1/file_uploads/{uuidish}/send", api.SendHandler, kw),
         (rf"/v1/file_uploads/{uuidish}/complete", api.CompleteHandler, kw),
+        (r"/v1/users", api.UsersHandler, kw),
         (r"/v1/users/me", api.UsersMeHandler, kw),
-        (rf"/v1/blocks/{uuidish}/children", api.BlockChildrenHandler, kw),
+        (rf"/v1/users/{uuidish}", api.UserHandler, kw),
+        (r"/v1/pages", pages.PagesHandler, kw),
+        (rf"/v1/pages/{uuidish}", pages.PageHandler, kw),
+        (rf"/v1/blocks/{uuidish}", pages.BlockHandler, kw),
+        (rf"/v1/blocks/{uuidish}/children", pages.BlockChildrenHandler, kw),
         (r"/_emulator/health", control.HealthHandler, kw),
         (r"/_emulator/uploads", control.UploadsHandler, kw),
         (rf"/_emulator/uploads/{uuidish}", control.UploadHandler, kw),
         (rf"/_emulator/files/{uuidish}", control.FileHandler, kw),
+        (rf"/_emulator/blobs/{uuidish}/{uuidish}", control.BlobHandler, kw),
         (r"/_emulator/stats", control.StatsHandler, kw),
         (r"/_emulator/stats/reset", control.StatsResetHandler, kw),
         (r"/_emulator/faults", control.FaultsHandler, kw),

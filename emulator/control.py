@@ -93,10 +93,12 @@ class UploadHandler(ControlHandler):
 
 
 class FileHandler(ControlHandler):
-    """GET the assembled bytes of an uploaded file (the URL in attached blocks)."""
+    """GET the assembled bytes of an uploaded file, by its upload id (for tests)."""
 
     async def get(self, raw_id: str) -> None:
-        upload = self.find_upload(raw_id)
+        await self.send_file(self.find_upload(raw_id))
+
+    async def send_file(self, upload: Upload) -> None:
         if upload.stored_status != "uploaded" or upload.files_deleted:
             raise tornado.web.HTTPError(409, f"upload {upload.id} holds no complete file")
         self.set_header("Content-Type", upload.content_type or "application/octet-stream")
@@ -104,6 +106,18 @@ class FileHandler(ControlHandler):
         for chunk in self.emu.store.iter_file(upload, FILE_CHUNK_BYTES):
             self.write(chunk)
             await self.flush()  # one chunk in memory at a time
+
+
+class BlobHandler(FileHandler):
+    """GET the bytes behind a media block's file URL (`/_emulator/blobs/<blob id>/<name>`):
+    the URL names the block's own opaque id, never the file upload's."""
+
+    async def get(self, blob_id: str, _filename: str) -> None:  # type: ignore[override]
+        found = self.emu.store.find_blob(blob_id) if blob_id else None
+        upload = self.emu.store.get(found.upload_id) if found and found.upload_id else None
+        if upload is None:
+            raise tornado.web.HTTPError(404, f"no file {blob_id}")
+        await self.send_file(upload)
 
 
 class StatsHandler(ControlHandler):

@@ -118,6 +118,15 @@ def object_not_found(kind: str, object_id: str) -> NotionError:
     )
 
 
+def archived_block(block_id: str) -> NotionError:
+    return NotionError(
+        400,
+        "validation_error",
+        f"Can't edit block that is archived. You must unarchive the block before editing. "
+        f"(block {block_id})",
+    )
+
+
 def rate_limited(
     retry_after_s: float, reason: str = RATE_LIMIT_REASON, status: int = 429
 ) -> NotionError:

@@ -29,8 +29,16 @@ ENDPOINTS: tuple[str, ...] = (
     "retrieve",
     "list",
     "users_me",
+    "list_users",
+    "retrieve_user",
     "attach",
     "children",
+    "create_page",
+    "retrieve_page",
+    "update_page",
+    "retrieve_block",
+    "update_block",
+    "delete_block",
 )
 
 STATUS_KINDS: tuple[str, ...] = ("500", "502", "503", "504", "409", "429", "529")

@@ -10,7 +10,8 @@ Units: MiB = 2**20 bytes.
   must stay within the plan's per-file limit; the part's Content-Type, when given, must be a
   supported type equal to the upload's content_type.
 - complete: multi_part only, pending, all parts 1..N present, total within the plan limit.
-- attach: ≤ 100 children, media blocks referencing uploads that are `uploaded`.
+- attach: media blocks reference uploads that are `uploaded` (the rest of the block rules:
+  blocks.py).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
-from . import errors, filetypes
+from . import errors, filetypes, imports
 from .errors import validation_error
 from .multipart import FormStream
 from .store import Upload, UploadStore
@@ -32,12 +33,10 @@ MAX_PARTS = 1000
 # A send body is the file part plus a few hundred bytes of multipart framing; the slack lets
 # a slightly oversized part be read and refused with a clear message.
 MAX_SEND_BODY_BYTES = PART_MAX_BYTES + MIB
-MAX_CHILDREN = 100
 MAX_PAGE_SIZE = 100
 
 MODES = ("single_part", "multi_part", "external_url")
 UPLOAD_STATUSES = ("pending", "uploaded", "expired", "failed")
-MEDIA_BLOCK_TYPES = ("file", "image", "pdf", "audio", "video")
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 _PART_NUMBER_RE = re.compile(r"^[1-9][0-9]{0,3}$")
@@ -124,7 +123,9 @@ def parse_create(body: dict[str, Any], plan: str) -> CreateSpec:
             f"not {mode}."
         )
     if mode == "external_url":
-        if external_url is None or not external_url.startswith("https://"):
+        if external_url is None or not (
+            external_url.startswith("https://") or imports.is_loopback_http(external_url)
+        ):
             raise validation_error(
                 "body failed validation: body.external_url should be an https:// URL for mode "
                 f"external_url, instead was `{_describe(external_url)}`."
@@ -304,87 +305,20 @@ def check_completable(upload: Upload, now: float, max_file_bytes: int) -> None:
 # --- attach ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ChildSpec:
-    block_type: str
-    upload_id: str
-    caption: list[Any]
-    name: str | None
-
-
-def parse_children(body: dict[str, Any]) -> list[ChildSpec]:
-    unknown = sorted(set(body) - {"children", "after", "position"})
-    if unknown:
-        raise validation_error(f"body failed validation: unknown key(s) {', '.join(unknown)}.")
-    children = body.get("children")
-    if not isinstance(children, list):
-        raise validation_error(
-            "body failed validation: body.children should be an array, instead was "
-            f"`{_describe(children) if 'children' in body else 'undefined'}`."
-        )
-    if not children:
-        raise validation_error("body failed validation: body.children should not be empty.")
-    if len(children) > MAX_CHILDREN:
-        raise validation_error(
-            f"body failed validation: body.children.length should be ≤ {MAX_CHILDREN}, "
-            f"instead was {len(children)}."
-        )
-    return [_parse_child(i, child) for i, child in enumerate(children)]
-
-
-def _parse_child(i: int, child: Any) -> ChildSpec:
-    where = f"body.children[{i}]"
-    if not isinstance(child, dict):
-        raise validation_error(f"body failed validation: {where} should be an object.")
-    block_type = child.get("type")
-    if block_type is None:  # Notion lets the type key stand in for "type"
-        present = [t for t in MEDIA_BLOCK_TYPES if t in child]
-        block_type = present[0] if len(present) == 1 else None
-    if block_type not in MEDIA_BLOCK_TYPES:
-        raise validation_error(
-            f"body failed validation: {where}.type should be one of "
-            f"{', '.join(MEDIA_BLOCK_TYPES)} (the emulator only appends media blocks), "
-            f"instead was `{_describe(child.get('type'))}`."
-        )
-    media = child.get(block_type)
-    if not isinstance(media, dict):
-        raise validation_error(f"body failed validation: {where}.{block_type} should be an object.")
-    if media.get("type", "file_upload") != "file_upload" or not isinstance(
-        media.get("file_upload"), dict
-    ):
-        raise validation_error(
-            f"body failed validation: {where}.{block_type} should reference a file upload: "
-            '{"type": "file_upload", "file_upload": {"id": "..."}}.'
-        )
-    raw_id = media["file_upload"].get("id")
-    upload_id = normalize_uuid(raw_id) if isinstance(raw_id, str) else None
-    if upload_id is None:
-        raise validation_error(
-            f"body failed validation: {where}.{block_type}.file_upload.id should be a valid "
-            f"uuid, instead was `{_describe(raw_id)}`."
-        )
-    caption = media.get("caption", [])
-    if not isinstance(caption, list):
-        raise validation_error(f"body failed validation: {where}.{block_type}.caption should be an array.")
-    name = media.get("name")
-    if name is not None and not isinstance(name, str):
-        raise validation_error(f"body failed validation: {where}.{block_type}.name should be a string.")
-    return ChildSpec(block_type, upload_id, caption, name)
-
-
-def attachable_upload(child: ChildSpec, store: UploadStore, token: str, now: float) -> Upload:
-    upload = store.get(child.upload_id)
+def attachable_upload(block_type: str, upload_id: str, store: UploadStore, token: str, now: float) -> Upload:
+    """The upload a media block references: the token's own, `uploaded`, of a fitting type."""
+    upload = store.get(upload_id)
     if upload is None or upload.owner != token:
-        raise validation_error(f"Could not find file upload with ID: {child.upload_id}.")
+        raise validation_error(f"Could not find file upload with ID: {upload_id}.")
     status = upload.status(now)
     if status != "uploaded":
         raise validation_error(
             f"File upload {upload.id} cannot be attached: its status is {status}, and only "
             "file uploads with status uploaded can be attached."
         )
-    if not filetypes.fits_block(child.block_type, upload.content_type):
+    if not filetypes.fits_block(block_type, upload.content_type):
         raise validation_error(
-            f"A {child.block_type} block cannot hold file upload {upload.id} of type "
+            f"A {block_type} block cannot hold file upload {upload.id} of type "
             f"{upload.content_type}."
         )
     return upload

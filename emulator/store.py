@@ -78,6 +78,9 @@ class Upload(Persistent):
     expires_at: float
     seq: int  # creation order, for "newest first"
     external_url: str | None = None
+    # external_url only, once the import ended: {"type": "success"|"error", "imported_at": ts,
+    # "error": {type, code, message, parameter, status_code}} (replaced whole, never mutated)
+    file_import: dict[str, Any] | None = None
     stored_status: str = "pending"  # pending | uploaded | failed; "expired" is derived
     last_edited_at: float = 0.0
     parts: dict[int, PartInfo] = field(default_factory=dict)
@@ -111,13 +114,20 @@ class Block(Persistent):
     KIND = "block"
 
     id: str
-    page_id: str
-    type: str  # file | image | pdf | audio | video
-    upload_id: str
+    page_id: str  # the parent: a page id, or a block id when parent_type is "block_id"
+    type: str  # file | image | pdf | audio | video | paragraph | child_page (a page)
+    upload_id: str | None  # media blocks only; never shown to clients
     created_at: float
     creator_bot_id: str
     caption: list[Any]
     name: str | None
+    # The type's payload (paragraph: {rich_text, color}; child_page: {title, icon, cover}),
+    # replaced whole on update, never mutated in place.
+    content: dict[str, Any] = field(default_factory=dict)
+    parent_type: str = "page_id"  # page_id | block_id
+    in_trash: bool = False
+    last_edited_at: float | None = None
+    blob_id: str | None = None  # media blocks: the opaque id in their file URL
 
 
 class UploadStore:
@@ -263,3 +273,19 @@ class UploadStore:
 
     def blocks(self, page_id: str) -> list[Block]:
         return self.blocks_by_page.get(page_id, [])
+
+    def find_block(self, block_id: str) -> Block | None:
+        """A block (or a page created through the API) by its id."""
+        for blocks in self.blocks_by_page.values():
+            for b in blocks:
+                if b.id == block_id:
+                    return b
+        return None
+
+    def find_blob(self, blob_id: str) -> Block | None:
+        """The media block whose file URL carries this opaque blob id."""
+        for blocks in self.blocks_by_page.values():
+            for b in blocks:
+                if b.blob_id == blob_id:
+                    return b
+        return None

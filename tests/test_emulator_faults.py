@@ -219,6 +219,26 @@ def test_ambiguous_create_complete_and_attach_are_performed(client: NotionClient
     assert emu.upload(upload_id)["attached_to"] == [page_id]
 
 
+def test_ambiguous_single_part_send_and_page_create_are_performed(client: NotionClient, emu: EmulatorProcess) -> None:
+    upload_id = client.create_ok(filename="a.txt")["id"]
+    fail_next(emu, "ambiguous", "send")
+    r = client.send(upload_id, b"kept")
+    assert r.status_code in (503, 504) and error_code(r) in ("service_unavailable", "gateway_timeout")
+    after = client.retrieve(upload_id).json()
+    assert after["status"] == "uploaded" and after["content_length"] == 4
+    r = client.send(upload_id, b"kept")  # what a blind retry meets
+    assert r.status_code == 400 and "not in the pending status" in r.json()["message"]
+
+    parent = "3c90c3cc-0d44-4b50-8888-8dd25736052b"
+    fail_next(emu, "ambiguous", "create_page")
+    r = client.request("POST", "/v1/pages", {"parent": {"page_id": parent},
+                                             "properties": {"title": [{"text": {"content": "Lost answer"}}]}})
+    assert r.status_code in (503, 504)
+    (child,) = client.request("GET", f"/v1/blocks/{parent}/children").json()["results"]
+    assert child["type"] == "child_page" and child["child_page"] == {"title": "Lost answer"}
+    assert client.request("GET", f"/v1/pages/{child['id']}").json()["object"] == "page"
+
+
 def test_clearing_faults(client: NotionClient, emu: EmulatorProcess) -> None:
     emu.set_faults({"rate": 1, "kinds": {"500": 1}})
     assert client.request("GET", "/v1/users/me").status_code == 500

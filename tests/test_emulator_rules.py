@@ -131,7 +131,10 @@ def test_create_returns_a_pending_file_upload_object(client: NotionClient, emu: 
     assert up["complete_url"] == f"{emu.url}/v1/file_uploads/{up['id']}/complete"
     for key in ("created_time", "last_edited_time", "expiry_time"):
         assert ISO_MS.match(up[key]), up[key]
-    assert up["archived"] is False and "in_trash" not in up
+    # up to 2025-09-03 Notion sends both (the live recordings show them); 2026-03-11 dropped
+    # `archived`
+    assert up["archived"] is False and up["in_trash"] is False
+    assert up["content_length"] is None  # null until the first byte arrives
     newest = NotionClient(emu, version="2026-03-11").retrieve(up["id"]).json()
     assert newest["in_trash"] is False and "archived" not in newest
 
@@ -199,10 +202,23 @@ def test_create_refuses_unknown_keys(client: NotionClient) -> None:
     assert r.status_code == 400 and "size" in r.json()["message"]
 
 
-def test_external_url_mode_fails_its_import(client: NotionClient) -> None:
+def test_external_url_is_pending_then_fails_without_internet(client: NotionClient) -> None:
+    # Notion answers `pending` (with an upload_url, as recorded) and imports afterwards; the
+    # emulator reaches only loopback hosts, so this import fails after a short delay.
     up = client.create_ok(mode="external_url", external_url="https://example.com/a.png", filename="a.png")
-    assert up["status"] == "failed" and up["file_import_result"]["type"] == "error"
+    assert up["status"] == "pending" and "file_import_result" not in up and up["content_length"] is None
+    assert up["upload_url"].endswith(f"/v1/file_uploads/{up['id']}/send")
+    wait_until(lambda: client.retrieve(up["id"]).json()["status"] != "pending", timeout_s=10)
+    failed = client.retrieve(up["id"]).json()
+    assert failed["status"] == "failed" and "upload_url" not in failed
+    result = failed["file_import_result"]
+    assert set(result) == {"type", "error", "imported_time"} and result["type"] == "error"
+    assert set(result["error"]) == {"type", "code", "message", "parameter", "status_code"}
+    assert result["error"]["type"] == "download_error" and result["error"]["parameter"] == "external_url"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", result["imported_time"])
     r = client.create(mode="external_url", external_url="http://example.com/a.png", filename="a.png")
+    assert r.status_code == 400
+    r = client.send(up["id"], b"x", filename="a.png", content_type="image/png")
     assert r.status_code == 400
 
 
