@@ -19,6 +19,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from . import imports
 from .app import Emulator, make_app
 from .config import EmulatorConfig, parse_args
 from .journal import DataDirInUse
@@ -55,6 +56,7 @@ async def serve(config: EmulatorConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     sweeper = PeriodicCallback(emu.store.sweep_expired, config.sweep_interval_s * 1000)
     sweeper.start()
+    resume_imports(emu)
     host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literal in a URL
     print(f"emulator listening on http://{host}:{port}", flush=True)
 
@@ -68,6 +70,15 @@ async def serve(config: EmulatorConfig) -> None:
     except asyncio.TimeoutError:
         pass
     emu.store.close()
+
+
+def resume_imports(emu: Emulator) -> None:
+    """external_url uploads still pending were being imported when the emulator stopped:
+    begin again (their partial download was removed at start)."""
+    now = emu.clock.now()
+    for upload in list(emu.store.uploads.values()):
+        if upload.mode == "external_url" and upload.status(now) == "pending":
+            imports.start(emu, upload)
 
 
 def bind(config: EmulatorConfig) -> list[socket.socket]:

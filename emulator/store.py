@@ -276,11 +276,7 @@ class UploadStore:
 
     def find_block(self, block_id: str) -> Block | None:
         """A block (or a page created through the API) by its id."""
-        for blocks in self.blocks_by_page.values():
-            for b in blocks:
-                if b.id == block_id:
-                    return b
-        return None
+        return self.blocks_by_id.get(block_id)
 
     def find_blob(self, blob_id: str) -> Block | None:
         """The media block whose file URL carries this opaque blob id."""

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -14,7 +16,7 @@ import pytest
 
 from emulator.store import Block, UploadStore, WallClock
 from tests.support.emulator import EmulatorProcess, NotionClient
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, wait_until
 
 MIB = 2**20
 PART_MIN = 5 * MIB
@@ -103,6 +105,30 @@ def test_an_uploaded_file_is_attached_after_a_restart_and_its_block_stays(start)
     assert len(children(client)) == 2
 
 
+def test_pages_and_their_edits_survive_kill_9(start) -> None:
+    emu = start()
+    client = NotionClient(emu)
+    paragraph = {"type": "paragraph", "paragraph": {"rich_text": [{"type": "text", "text": {"content": "hi"}}]}}
+    made = client.request("POST", "/v1/pages", {
+        "parent": {"page_id": PAGE}, "properties": {"title": [{"text": {"content": "Draft"}}]},
+        "children": [paragraph, paragraph]})
+    assert made.status_code == 200, made.text
+    page_id = made.json()["id"]
+    first, second = [b["id"] for b in children(client, page_id)]
+    renamed = client.request("PATCH", f"/v1/pages/{page_id}", {"properties": {"title": [{"text": {"content": "Final"}}]}})
+    assert renamed.status_code == 200, renamed.text
+    assert client.request("DELETE", f"/v1/blocks/{second}").status_code == 200
+    crash(emu)
+
+    emu = start()
+    client = NotionClient(emu)
+    page = client.request("GET", f"/v1/pages/{page_id}").json()
+    assert "Final" in json.dumps(page) and "Draft" not in json.dumps(page), page
+    assert [b["id"] for b in children(client, page_id)] == [first]
+    assert client.request("GET", f"/v1/blocks/{second}").json()["in_trash"] is True
+    assert page_id in [b["id"] for b in children(client)]  # the page, a child of its parent
+
+
 def test_expired_uploads_stay_expired_and_the_clock_keeps_its_offset(start) -> None:
     emu = start()
     client = NotionClient(emu)
@@ -189,6 +215,50 @@ def test_the_port_file_keeps_the_url_across_restarts(tmp_path: Path, start) -> N
     crash(emu)
     emu = start("--port-file", str(port_file))
     assert emu.url == url
+
+
+def test_an_external_url_import_cut_by_a_crash_starts_again(start) -> None:
+    body = os.urandom(100_000)
+    release = threading.Event()
+    hits: list[int] = []
+
+    class Files(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(1)
+            if len(hits) == 1:
+                release.wait(30)  # the first import hangs until the emulator is gone
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        emu = start()
+        client = NotionClient(emu)
+        url = f"http://127.0.0.1:{server.server_address[1]}/a.txt"
+        upload_id = client.create_ok(mode="external_url", external_url=url, filename="a.txt")["id"]
+        wait_until(lambda: hits, timeout_s=10, message="the import's first request")
+        crash(emu)
+        release.set()
+
+        emu = start()
+        client = NotionClient(emu)
+        done = wait_until(lambda: client.retrieve(upload_id).json()["status"] != "pending", timeout_s=20)
+        assert done
+        kept = emu.upload(upload_id)
+        assert kept["status"] == "uploaded", kept
+        assert kept["sha256"] == hashlib.sha256(body).hexdigest()
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
 
 
 # --- the journal itself (in process) ------------------------------------------------------------
