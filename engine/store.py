@@ -4,6 +4,8 @@ Keys (all expire CHECKPOINT_EXPIRATION_HOURS after the last write):
   relay:upload:{id}        JSON upload record
   relay:upload:{id}:parts  set of part numbers Notion accepted (the per-part checkpoints)
   relay:gone:{id}          a marker left for an hour by an upload that expired (for the 410)
+  relay:epoch              a random token set once: when it is gone or changed, Redis lost its data
+                           (restarted without persistence, failed over to an empty replica)
   relay:notion-claim:{fid} which upload owns a Notion file upload (so a create whose answer was
                            lost is adopted by exactly one upload); lives as long as Notion's window
 Short socket timeouts: a frozen Redis must fail fast, never hang a request (DESIGN.md quirks).
@@ -11,6 +13,7 @@ Short socket timeouts: a frozen Redis must fail fast, never hang a request (DESI
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -37,6 +40,9 @@ def _parts_key(upload_id: str) -> str:
     return f"relay:upload:{upload_id}:parts"
 
 
+EPOCH_KEY = "relay:epoch"
+
+
 def _claim_key(file_upload_id: str) -> str:
     return f"relay:notion-claim:{file_upload_id.replace('-', '')}"
 
@@ -55,6 +61,9 @@ class CheckpointStore:
         )
         self.healthy = True
         self.last_error: str | None = None
+        self.epoch: str | None = None  # the store's epoch as we last saw it
+        self.restoring = False  # writing back what this instance holds after Redis lost it
+        self.amnesia_count = 0
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -139,6 +148,36 @@ class CheckpointStore:
 
         _, owner = await self.run(op)
         return (owner.decode() if isinstance(owner, bytes) else owner) == upload_id
+
+    async def forgot_us(self) -> bool:
+        """True when Redis lost its data since we last looked (its epoch is new)."""
+
+        async def op():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+                pipe.get(EPOCH_KEY)
+                return await pipe.execute()
+
+        _, raw = await self.run(op)
+        epoch = raw.decode() if isinstance(raw, bytes) else raw
+        seen, self.epoch = self.epoch, epoch
+        return seen is not None and seen != epoch
+
+    async def restore(self, record: dict[str, Any], durable: set[int]) -> None:
+        """Write back an upload's record, durable parts and Notion claim (after amnesia)."""
+        upload_id = record["id"]
+
+        async def op():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(_record_key(upload_id), json.dumps(record, separators=(",", ":")), ex=self.ttl_s)
+                if durable:
+                    pipe.sadd(_parts_key(upload_id), *sorted(durable))
+                    pipe.expire(_parts_key(upload_id), self.ttl_s)
+                if record.get("notion_file_upload_id"):
+                    pipe.set(_claim_key(record["notion_file_upload_id"]), upload_id, nx=True, ex=2 * 3600)
+                return await pipe.execute()
+
+        await self.run(op)
 
     async def gone(self, upload_id: str) -> dict[str, Any] | None:
         """The marker of an upload that expired recently, or None."""

@@ -323,7 +323,18 @@ class UploadService:
         return bool(s.writer is not None or s.in_flight or s.ready or s.finalizing is not None)
 
     async def maintain(self) -> None:
-        """Every second: refresh our locks; let go of uploads that are done, idle or wanted elsewhere."""
+        """Every second: notice a Redis that lost its data; refresh our locks; let go of uploads
+        that are done, idle or wanted elsewhere."""
+        store = self.p.store
+        try:
+            if await store.forgot_us():
+                store.restoring = True  # until ours is back in it; health says "degraded"
+                store.amnesia_count += 1
+            if store.restoring:
+                await self._write_back()
+                store.restoring = False
+        except StoreUnavailable:
+            return
         ids = list(self.live)
         try:
             verdicts = await self.p.locks.refresh(ids)
@@ -350,6 +361,15 @@ class UploadService:
             done = s.record.state in (COMPLETED, TERMINATED, EXPIRED)
             if wanted or done or now - s.last_activity > self.p.owner_idle_s:
                 await self._release(s, reason="handoff" if wanted else "done" if done else "idle")
+
+    async def _write_back(self) -> None:
+        """Redis came back empty: what this instance holds goes back at once, so every other
+        instance sees these uploads again and one can resume them if we die (health says
+        "degraded" meanwhile)."""
+        for s in list(self.live.values()):
+            if s.record.state != TERMINATED:
+                await self.p.store.restore(s.record.to_dict(), set(s.durable))
+        self.emit("STORE_AMNESIA", uploads=len(self.live))
 
     async def _release(self, s: UploadSession, reason: str) -> None:
         self.live.pop(s.id, None)
