@@ -4,14 +4,13 @@ timeout (DESIGN.md quirks), so request bodies are watched here.
 """
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any, Protocol
+from typing import Any, Awaitable, Protocol
 
-from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
 
 from engine.clock import Clock
+from handlers.lingering import Linger, LingeringHTTPServer, answer_and_linger, json_response
 
 log = logging.getLogger("relay.slowclients")
 
@@ -58,12 +57,16 @@ class BodyWatch:
         return len(self._marks)
 
 
-_BUSY = json.dumps({"error": "Too many open connections; try again shortly", "code": "unavailable",
-                    "retry_after": 5}).encode()
+_BUSY = json_response(503, "Service Unavailable", {
+    "error": "Too many open connections; try again shortly", "code": "unavailable", "retry_after": 5},
+    extra="Retry-After: 5\r\n")
+# A refused connection is not counted while it lingers: keep its linger short.
+BUSY_LINGER = Linger(seconds=2.0)
 
 
-class CappedHTTPServer(HTTPServer):
-    """An HTTPServer that answers 503 and hangs up beyond `max_connections` open connections."""
+class CappedHTTPServer(LingeringHTTPServer):
+    """An HTTPServer that answers 503 and hangs up beyond `max_connections` open connections
+    (after reading what the client sends meanwhile, briefly, so that it reads the 503)."""
 
     # HTTPServer is a tornado Configurable: it is set up in initialize(), not __init__().
     def initialize(self, *args: Any, max_connections: int = 200, **kwargs: Any) -> None:  # type: ignore[override]
@@ -71,12 +74,9 @@ class CappedHTTPServer(HTTPServer):
         self.max_connections = max_connections
         self.refused = 0
 
-    def handle_stream(self, stream: IOStream, address: tuple) -> None:  # type: ignore[override]
+    def handle_stream(self, stream: IOStream, address: tuple) -> Awaitable[None] | None:  # type: ignore[override]
         # HTTPServer keeps its open connections in _connections; there is no public count.
         if len(self._connections) >= self.max_connections:
             self.refused += 1
-            response = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                        b"Retry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
-            stream.write(response).add_done_callback(lambda _: stream.close())
-            return
-        super().handle_stream(stream, address)
+            return answer_and_linger(stream, _BUSY, BUSY_LINGER)
+        return super().handle_stream(stream, address)
