@@ -53,8 +53,9 @@ def describe(exc: BaseException) -> ErrorResponse:
     if isinstance(exc, RequestError):
         status, code = exc.status, "bad_request"
     elif isinstance(exc, e.UploadFailed):
-        # Resumable: Notion is having trouble, come back later. Otherwise Notion refused the bytes.
-        status, code = (503, "upload_failed") if exc.details.get("can_resume") else (502, "upload_failed")
+        # Resumable: Notion is having trouble, come back later. Otherwise the upload can never go
+        # on: 410, so that every tus client starts over by itself (a 5xx would be retried forever).
+        status, code = (503, "upload_failed") if exc.details.get("can_resume") else (410, "upload_failed")
     elif isinstance(exc, e.UploadError):
         status, code = next(((s, c) for cls, s, c in ERROR_TABLE if isinstance(exc, cls)), (500, "internal"))
     else:
@@ -71,4 +72,6 @@ def describe(exc: BaseException) -> ErrorResponse:
     for key, value in exc.details.items():
         if value is not None:
             body[key] = value
+    if status == 410:
+        body["can_resume"] = False
     return ErrorResponse(status, body, headers)

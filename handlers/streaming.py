@@ -11,6 +11,8 @@ import binascii
 import hashlib
 from typing import Any, Awaitable
 
+from engine.errors import UploadGone
+from engine.session import EXPIRED, FAILED, TERMINATED
 from engine.uploads import UploadService, UploadSession, Writer
 from handlers.base import BaseHandler
 from handlers.errors import RequestError
@@ -56,8 +58,19 @@ class StreamingBodyMixin(BaseHandler):
     paused = False  # the relay stopped reading (back-pressure): not the client's slowness
     body_watch: BodyWatch | None = None
 
+    def refuse_if_gone(self, session: UploadSession) -> None:
+        """An upload that can never go on (expired, terminated, failed for good) answers 410,
+        before anything else about the request matters: the client has to start over."""
+        self.service.check_expiry(session)
+        state = session.record.state
+        if state in (EXPIRED, TERMINATED):
+            raise UploadGone(session.record.error or "the upload is gone", can_resume=False)
+        if state == FAILED and not session.record.can_resume:
+            raise self.service.failure_of(session)
+
     def start_body(self, session: UploadSession, offset: int, checksum_header: str | None) -> None:
         """Validate the body's framing and size, then attach a writer at `offset`."""
+        self.refuse_if_gone(session)
         self._checksum = parse_checksum(checksum_header)
         remaining = session.plan.size - min(offset, session.plan.size)
         length = self.request.headers.get("Content-Length")
@@ -95,13 +108,13 @@ class StreamingBodyMixin(BaseHandler):
     def extra_failure_headers(self) -> None:
         super().extra_failure_headers()
         if not self._body_done:
-            # Answering before the body is read makes Tornado close the connection afterwards;
-            # say so, or a client that reuses the connection meets a reset.
+            # An answer before the body ends: the connection reads the rest of the body into
+            # nothing (bounded; handlers/lingering.py) and then closes; say so.
             self.set_header("Connection", "close")
 
     def answer_now(self, error: Exception) -> None:
         """Our writer was detached (a newer request, a restart): reply before the body ends;
-        Tornado then closes the connection instead of reading the rest."""
+        the connection drops the rest of the body (bounded) and closes."""
         if not self._finished and not self.aborted:
             self.send_failure(error)
 

@@ -13,8 +13,8 @@ import tornado.web
 
 from engine.auth import Access
 from engine.clock import http_date
-from engine.errors import UploadGone
-from engine.session import COMPLETED, EXPIRED, TERMINATED
+from engine.errors import UploadError
+from engine.session import COMPLETED
 from engine.uploads import UploadService, UploadSession
 from handlers.base import TUS_VERSION, refuse_while_draining
 from handlers.errors import RequestError
@@ -184,9 +184,10 @@ class TusUploadHandler(TusBase):
     def head(self, upload_id: str) -> None:
         session = self.session
         assert session is not None
-        self.service.check_expiry(session)
-        if session.record.state in (EXPIRED, TERMINATED):
-            self.send_failure(UploadGone(session.record.error or "the upload is gone"))
+        try:
+            self.refuse_if_gone(session)
+        except UploadError as exc:
+            self.send_failure(exc)
             return
         self.upload_headers(session)
         if session.record.metadata:

@@ -102,7 +102,7 @@ def test_no_secret_in_any_response_or_log_line(guarded):
                          "rate_limit_reason": "public_api_request_blocked"})
     doomed = create(http, base).json()["upload_id"]
     r = http.put(f"{base}/api/upload/{doomed}", data=b"d" * MIB, headers=AUTH, timeout=60)
-    assert r.status_code in (502, 503) and r.json()["code"] == "upload_failed", r.text
+    assert r.status_code in (410, 503) and r.json()["code"] == "upload_failed", r.text
 
     # Notion away: creation gives up with 503 and the breaker opens.
     emulator.clear_faults()
