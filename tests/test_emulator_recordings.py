@@ -153,15 +153,8 @@ class Replay:
             diffs.append(f"{where}: recorded {jtype(rec)} {short(rec)}, emulator {jtype(got)} {short(got)}")
             return
         if isinstance(rec, dict):
-            missing = [k for k in rec if k not in got]
-            extra = [k for k in got if k not in rec]
-            if missing:
-                diffs.append(f"{where}: missing key(s) {', '.join(missing)}")
-            if extra:
-                diffs.append(f"{where}: extra key(s) {', '.join(extra)}")
-            for k in rec:
-                if k in got:
-                    self.compare(rec[k], got[k], f"{where}.{k}", diffs, k, rec, history)
+            for k in key_diffs(rec, got, where, diffs):
+                self.compare(rec[k], got[k], f"{where}.{k}", diffs, k, rec, history)
             return
         if isinstance(rec, list):
             if history and key == "results":
@@ -214,15 +207,19 @@ def shape_diffs(rec: Any, got: Any, where: str, diffs: list[str]) -> None:
     if jtype(rec) != jtype(got):
         diffs.append(f"{where}: recorded {jtype(rec)} {short(rec)}, emulator {jtype(got)} {short(got)}")
     elif isinstance(rec, dict):
-        missing = [k for k in rec if k not in got]
-        extra = [k for k in got if k not in rec]
-        if missing:
-            diffs.append(f"{where}: missing key(s) {', '.join(missing)}")
-        if extra:
-            diffs.append(f"{where}: extra key(s) {', '.join(extra)}")
-        for k in rec:
-            if k in got:
-                shape_diffs(rec[k], got[k], f"{where}.{k}", diffs)
+        for k in key_diffs(rec, got, where, diffs):
+            shape_diffs(rec[k], got[k], f"{where}.{k}", diffs)
+
+
+def key_diffs(rec: dict[str, Any], got: dict[str, Any], where: str, diffs: list[str]) -> list[str]:
+    """Report the keys only one side has; return the keys both have, to compare further."""
+    missing = [k for k in rec if k not in got]
+    extra = [k for k in got if k not in rec]
+    if missing:
+        diffs.append(f"{where}: missing key(s) {', '.join(missing)}")
+    if extra:
+        diffs.append(f"{where}: extra key(s) {', '.join(extra)}")
+    return [k for k in rec if k in got]
 
 
 # --- replaying -----------------------------------------------------------------------------------
