@@ -8,6 +8,8 @@ import re
 import signal
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -111,6 +113,41 @@ def test_one_ctrl_c_stops_the_demo_gracefully_with_exit_0(demo) -> None:
     assert "shutting down" in log and re.search(r"msg=\"?stopped", log), log[-3000:]
     gone, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+
+
+def test_a_second_ctrl_c_stops_the_demo_at_once(demo, tmp_path: Path) -> None:
+    run = demo(SHUTDOWN_TIMEOUT="120")
+    # Notion never answers sends: the graceful shutdown would wait for the part in flight.
+    faults = {"rate": 1, "kinds": {"stall": 1}, "endpoints": ["send"], "stall_s": 300}
+    assert requests.post(f"{run.emulator_url}/_emulator/faults", json=faults, timeout=10).ok
+    path = tmp_path / "small.txt"
+    make_file(path, 100_000)
+    client = threading.Thread(target=send_whole_file, args=(run.url, path), daemon=True)
+    client.start()
+    wait_until(lambda: requests.get(f"{run.emulator_url}/_emulator/stats", timeout=10).json()["in_flight"] >= 1,
+               timeout_s=30, message="a send in flight at the emulator")
+    run.ctrl_c()
+    wait_until(lambda: "shutting down" in run.output(), timeout_s=30, message="the graceful shutdown")
+    started = time.monotonic()
+    run.ctrl_c()
+    code = run.wait(60)
+    assert time.monotonic() - started < 20, "the second Ctrl-C did not stop it at once"
+    assert code != 0 and "second signal" in run.output(), run.output()[-3000:]
+    gone, alive = psutil.wait_procs(run.children, timeout=20)
+    assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+
+
+def send_whole_file(base: str, path: Path) -> None:
+    """One tus upload in one PATCH; its answer never comes here (the relay is stopped)."""
+    data = path.read_bytes()
+    meta = f"filename {base64.b64encode(path.name.encode()).decode()}"
+    try:
+        created = requests.post(f"{base}/files/", timeout=30, headers={
+            **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+        requests.patch(f"{base}/files/{created.headers['Location'].rsplit('/', 1)[-1]}", data=data, timeout=120,
+                       headers={**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"})
+    except (requests.RequestException, KeyError):
+        pass
 
 
 def test_an_upload_goes_on_after_run_sh_is_stopped_and_started_again(demo, tmp_path: Path) -> None:
