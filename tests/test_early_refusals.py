@@ -24,6 +24,7 @@ import requests
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
 from handlers.lingering import LINGER_BYTES, LINGER_SECONDS
 from tests.support.emulator import start_emulator
+from tests.support.processes import wait_until
 from tests.support.relay import MIB, make_file, start_relay
 from tests.support.tusclient import upload
 
@@ -240,3 +241,44 @@ def test_the_answer_comes_at_once_and_the_drain_is_bounded_in_time(relays):
                 s.sendall(b"z" * 1024)
                 time.sleep(0.1)
         assert time.monotonic() - started >= LINGER_SECONDS - 1
+
+
+def test_a_request_taken_over_mid_body_still_reads_its_423(relays):
+    """A newer request for the same upload detaches an older one whose body is still coming: the
+    older one is answered at once, and its client, which sends everything first, reads the 423."""
+    import threading
+
+    base = relays.a.url
+    path = create(base, 16 * MIB)
+    go_on = threading.Event()
+    answer: dict = {}
+
+    def body():
+        yield b"o" * (2 * MIB)
+        go_on.wait(30)
+        for _ in range(6):
+            yield b"o" * MIB
+
+    def old_client() -> None:
+        try:
+            answer["reply"] = send_with_http_client(base, path, {**patch_headers(0), "Content-Length": str(BODY_BYTES)},
+                                                    body())
+        except BaseException as exc:  # reported below
+            answer["error"] = exc
+
+    thread = threading.Thread(target=old_client, daemon=True)
+    thread.start()
+    try:
+        def offset() -> int:
+            r = requests.head(f"{base}{path}", headers={**TUS, **AUTH}, timeout=10)
+            return int(r.headers["Upload-Offset"])
+        wait_until(lambda: offset() == 2 * MIB, timeout_s=30, message="the first 2 MiB to arrive")
+        newer = requests.patch(f"{base}{path}", data=b"", headers=patch_headers(2 * MIB), timeout=30)
+        assert newer.status_code == 204, newer.text
+    finally:
+        go_on.set()
+        thread.join(60)
+    assert "error" not in answer, answer.get("error")
+    status, headers, body_json = answer["reply"]
+    assert status == 423 and body_json["code"] == "locked", body_json
+    assert headers.get("connection") == "close"
