@@ -42,15 +42,20 @@ setup() {
   fi
 }
 
-# The browser tests drive Debian's chromium; install it when it is missing (root, apt).
-ensure_chromium() {
-  command -v chromium >/dev/null 2>&1 && return
+# Debian packages the tests need: chromium (the browser tests) and faketime (a relay whose
+# clock is off). Installed when missing (root, apt-get).
+ensure_test_packages() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 ] \
+    || missing+=(faketime)
+  [ ${#missing[@]} -eq 0 ] && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "run.sh: installing chromium for the browser tests" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 \
-      || echo "run.sh: could not install chromium; the browser tests will fail" >&2
+    echo "run.sh: installing ${missing[*]} for the tests" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >&2 \
+      || echo "run.sh: could not install ${missing[*]}; the tests that need them will fail" >&2
   else
-    echo "run.sh: chromium is missing and cannot be installed here (needs root and apt-get)" >&2
+    echo "run.sh: ${missing[*]} missing and cannot be installed here (needs root and apt-get)" >&2
   fi
 }
 
@@ -134,7 +139,7 @@ case "$cmd" in
     ;;
   test)
     setup requirements-dev.txt
-    ensure_chromium
+    ensure_test_packages
     exec "$PY" -m pytest "$@"
     ;;
   emulator)

@@ -49,6 +49,12 @@ class UploadLocks:
         result = await self.store.run(lambda: self._acquire(keys=_keys(upload_id), args=[self.instance_id, self.ttl_ms]))
         return None if int(result) == -10 else max(0.0, int(result) / 1000)
 
+    async def held_elsewhere(self, upload_id: str) -> bool:
+        """Another instance holds the upload now (it alone decides about it)."""
+        holder = await self.store.run(lambda: self.store.redis.get(_keys(upload_id)[0]))
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        return holder is not None and holder != self.instance_id
+
     async def request_handoff(self, upload_id: str) -> None:
         key = _keys(upload_id)[1]
         await self.store.run(lambda: self.store.redis.set(key, self.instance_id, px=self.ttl_ms))

@@ -72,6 +72,7 @@ class UploadSession:
         self.finalizing: asyncio.Task[None] | None = None
         self._saving = False
         self._dirty = False
+        self.gone = False  # its record was replaced by a tombstone: never written again
 
     @property
     def id(self) -> str:

@@ -41,6 +41,8 @@ TOMBSTONE_TTL_S = 3600
 # How long a request that creates an upload may spend retrying Notion: the PaaS router cuts
 # requests at about 30 s, and an answer with Retry-After beats a cut connection.
 CREATE_DEADLINE_S = 20.0
+# Our clock only tells when to ask Notion whether an upload expired; it may be ahead or behind.
+EXPIRY_ASK_EARLY_S = 60.0
 LIMIT_LOOKUP_S = 5.0
 WORKSPACE_LIMIT_TTL_S = 600.0
 CLAIM_TTL_S = 2 * 3600  # longer than Notion's window: a claim outlives every use of its file upload
@@ -405,7 +407,8 @@ class UploadService:
     async def sweep(self) -> None:
         """Expire what Notion has expired, and remove spool files no live upload needs."""
         for s in list(self.live.values()):
-            self.check_expiry(s)
+            if s.record.state not in (EXPIRED, COMPLETED, TERMINATED) and await self._notion_expired(s):
+                self._expire(s)
             if s.record.state == EXPIRED and not self.busy(s):
                 await self._tombstone(s)
                 await self._release(s, reason="expired")
@@ -415,7 +418,7 @@ class UploadService:
                 if entry.name not in self.live:
                     shutil.rmtree(entry, ignore_errors=True)
         # Uploads whose instance died are nobody's: expire those too, so no record outlives
-        # Notion's window without saying so.
+        # Notion's window without saying so. One another instance holds is that one's business.
         try:
             async for upload_id in self.p.store.upload_ids():
                 if upload_id in self.live:
@@ -424,17 +427,43 @@ class UploadService:
                 if loaded is None:
                     continue
                 record = UploadRecord.from_dict(loaded[0])
-                if (record.state not in (COMPLETED, TERMINATED, EXPIRED) and record.expires_at is not None
-                        and self.clock.wall() >= record.expires_at):
-                    await self._tombstone(self._make_session(record, loaded[1]))
+                if record.state in (COMPLETED, TERMINATED, EXPIRED) or await self.p.locks.held_elsewhere(upload_id):
+                    continue
+                orphan = self._make_session(record, loaded[1])
+                if await self._notion_expired(orphan):
+                    await self._tombstone(orphan)
         except StoreUnavailable:
             pass
+
+    async def _notion_expired(self, s: UploadSession, ask_now: bool = False) -> bool:
+        """Has Notion expired this upload? Our clock only says when to ask (it may be off by
+        an hour): Notion's own `status` decides (NOTION_API.md: "expired" once the window passed)."""
+        if not ask_now and (s.record.expires_at is None
+                            or self.clock.wall() < s.record.expires_at - EXPIRY_ASK_EARLY_S):
+            return False
+        try:
+            current = await self.p.guard.run(lambda: self.p.notion.retrieve(s.record.notion_file_upload_id))
+        except Failure as f:
+            return f.kind == "http" and f.status == 404  # Notion no longer knows it at all
+        return current.get("status") == "expired"
+
+    def _expire(self, s: UploadSession) -> None:
+        s.record.state = EXPIRED
+        s.record.can_resume = False
+        s.record.error = NOTION_WINDOW_PASSED
+        self._fail_waiters(s, UploadGone(s.record.error))
+        self.save(s)
 
     async def _tombstone(self, s: UploadSession) -> None:
         """Record and checkpoints go; a marker stays an hour so clients get 410 rather than 404."""
         s.record.state = EXPIRED
         s.record.can_resume = False
         s.record.error = s.record.error or NOTION_WINDOW_PASSED
+        s.gone = True
+        for _ in range(100):  # a record write already on its way must not land after the tombstone
+            if not s._saving:
+                break
+            await self.clock.sleep(0.02)
         try:
             await self.p.store.tombstone(s.id, s.record.owner, TOMBSTONE_TTL_S)
         except StoreUnavailable:
@@ -442,15 +471,8 @@ class UploadService:
         self.emit("UPLOAD_EXPIRED", upload_id=s.id)
 
     def check_expiry(self, s: UploadSession) -> None:
-        if s.record.state in (COMPLETED, TERMINATED):
-            return
-        if s.record.expires_at is not None and self.clock.wall() >= s.record.expires_at:
-            if s.record.state != EXPIRED:
-                s.record.state = EXPIRED
-                s.record.can_resume = False
-                s.record.error = NOTION_WINDOW_PASSED
-                self._fail_waiters(s, UploadGone(s.record.error))
-                self.save(s)
+        """Reading an upload never writes its state: expiry is decided by the instance holding
+        the upload, from Notion's state (sweep). Kept for the handlers' read paths."""
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -545,7 +567,8 @@ class UploadService:
                           duration_s=round(self.clock.monotonic() - started, 3))
                 if f.retryable and self.p.retry.may_retry(failures):
                     return self.p.retry.delay_s(failures, f.retry_after_s)
-                self._part_gave_up(s, number, f)
+                expired = f.kind == "http" and f.status in (400, 404) and await self._notion_expired(s, ask_now=True)
+                self._part_gave_up(s, number, f, expired)
                 return None
             await self._checkpoint(s, number)
             s.in_flight.discard(number)
@@ -612,10 +635,9 @@ class UploadService:
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _part_gave_up(self, s: UploadSession, number: int, f: Failure) -> None:
+    def _part_gave_up(self, s: UploadSession, number: int, f: Failure, expired: bool) -> None:
         s.in_flight.discard(number)
         s.failed_parts.add(number)
-        expired = f.kind == "http" and f.status in (400, 404) and self._notion_window_passed(s)
         if expired:
             s.record.state = EXPIRED
             s.record.can_resume = False
@@ -639,9 +661,6 @@ class UploadService:
         self.emit("UPLOAD_FAILED", upload_id=s.id, part=number, reason="notion_state", can_resume=s.record.can_resume)
         self._fail_waiters(s, error if isinstance(error, UploadGone) else self.failure_of(s))
         self.save(s)
-
-    def _notion_window_passed(self, s: UploadSession) -> bool:
-        return s.record.expires_at is not None and self.clock.wall() >= s.record.expires_at
 
     def failure_of(self, s: UploadSession) -> UploadError:
         return UploadFailed(s.record.error or "the upload failed", can_resume=s.record.can_resume,
@@ -732,7 +751,7 @@ class UploadService:
             while True:
                 s._dirty = False
                 try:
-                    if s.record.state == TERMINATED:
+                    if s.record.state == TERMINATED or s.gone:
                         return
                     await self.p.store.save_record(s.record.to_dict())
                 except StoreUnavailable:
