@@ -61,7 +61,7 @@ class SystemView:
         backlogged = admission.get("admission", {}).get("reason") == BUDGET_BACKLOG
         if not store_ok or not resource_ok:
             status = "unhealthy"
-        elif not breakers_ok or disk_low or backlogged:
+        elif not breakers_ok or disk_low or backlogged or self.store.restoring:
             status = "degraded"
         else:
             status = "healthy"
@@ -86,7 +86,9 @@ class SystemView:
                     "breakers": breakers,
                 },
                 "checkpoint_manager": {
-                    "status": "healthy" if store_ok else "unhealthy",
+                    # "restoring": Redis lost its data and this instance is writing back its uploads.
+                    "status": "unhealthy" if not store_ok else "restoring" if self.store.restoring else "healthy",
+                    "data_lost_count": self.store.amnesia_count,
                     "storage_type": self.store_kind,
                     "checkpoint_interval": 1,
                     "last_error": self.store.last_error,
