@@ -10,6 +10,7 @@ part size), the 429s the relay received (injected vs from the emulator's bucket)
 latency of the health endpoint polled every 250 ms by a separate process.
 
     python -m bench dyno [--clients 25] [--scale 1.0] [--fault-rate 0.05] …   (--help)
+    python -m bench dyno --preset admission    # 25 × 40 MiB at once, no faults: none may be refused
 """
 from __future__ import annotations
 
@@ -79,6 +80,16 @@ PROGRESS_EVERY_S = 10.0
 TARGET_PEAK_RSS_MIB = 100
 TARGET_HEALTH_P99_MS = 250
 TARGET_FRACTION_OF_BOUND = 0.8
+# Named runs: option defaults (anything given on the command line still wins).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Issue 11's admission run: 25 × 40 MiB tus uploads started at once against the relay with its
+    # default settings, Notion healthy: not one may be refused (503 at creation).
+    "admission": {"clients": 25, "sizes": "40M", "fault_rate": 0.0},
+}
+# Admission's variables stay at the relay's defaults in every run (the parent's environment
+# must not set them for the relay).
+DEFAULTED_RELAY_VARIABLES = ("TOTAL_MEMORY_MB", "TOTAL_CPU_CORES", "MAX_CONCURRENT_UPLOADS", "QUEUE_SIZE_LIMIT",
+                             "SPOOL_MIN_FREE_MB", "NOTION_BACKLOG_LIMIT")
 RELAY_EVENTS = ("UPLOAD_COMPLETE", "UPLOAD_FAILED", "NOTION_RETRY", "PART_FAILURE", "TIMEOUT_EVENT",
                 "CHECKPOINT_RETRY", "OPENED", "Traceback")
 
@@ -149,10 +160,16 @@ def poll_health(url: str, interval_s: float, stop: Any, conn: Any) -> None:
 def _health_brief(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
-        rm = body["components"]["resource_manager"]
+        components = body["components"]
+        rm = components["resource_manager"]
+        admission = components.get("admission") or {}
+        disk = components.get("spool_disk") or {}
         return {"status": body.get("status"), "resource_state": rm.get("resource_state"),
                 "memory_usage_mb": rm.get("memory_usage_mb"), "rss_mb": rm.get("rss_mb"),
-                "optimal_workers": rm.get("optimal_workers"), "active_uploads": rm.get("active_uploads")}
+                "optimal_workers": rm.get("optimal_workers"), "active_uploads": rm.get("active_uploads"),
+                "admission": admission.get("status"), "admission_reason": admission.get("reason"),
+                "budget_backlog_s": admission.get("budget_backlog_s"),
+                "spool_free_bytes": disk.get("free_bytes"), "spool_reserved_bytes": disk.get("reserved_bytes")}
     except (ValueError, KeyError, TypeError):
         return {}
 
@@ -335,8 +352,9 @@ def relay_env(args: argparse.Namespace, emulator_url: str, redis_url: str, data_
     }
     if args.rate_limit != NOTION_RATE_LIMIT:
         env["NOTION_RATE_LIMIT"] = args.rate_limit  # else the relay's default budget (Notion's) is used
-    # TOTAL_MEMORY_MB / TOTAL_CPU_CORES stay unset: the relay must find the limits in its cgroup.
-    for name in ("TOTAL_MEMORY_MB", "TOTAL_CPU_CORES"):
+    # TOTAL_MEMORY_MB / TOTAL_CPU_CORES stay unset: the relay must find the limits in its cgroup;
+    # admission runs on its defaults (no count limit, the spool floor, the backlog limit).
+    for name in DEFAULTED_RELAY_VARIABLES:
         if name in os.environ:
             env[name] = ""
     return env
@@ -523,6 +541,8 @@ def checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {"name": "every upload verified", "value": f"{up['verified']}/{up['clients']}",
          "pass": up["verified"] == up["clients"] and not up["sha256_mismatches"]},
+        {"name": "no upload refused at creation (503)", "value": f"{up['refused']} refusal(s), "
+                 f"{up['clients_refused']} client(s)", "pass": up["refused"] == 0},
         {"name": f"relay peak RSS ≤ {TARGET_PEAK_RSS_MIB} MiB", "value": f"{rss_mib:.1f} MiB",
          "pass": rss_mib <= TARGET_PEAK_RSS_MIB},
         {"name": f"health p99 ≤ {TARGET_HEALTH_P99_MS} ms", "value": f"{h['p99_ms']:.0f} ms" if h["p99_ms"] is not None else "-",
@@ -536,6 +556,7 @@ def checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
 def settings_json(data: RunData) -> dict[str, Any]:
     args = data.args
     return {
+        "preset": args.preset,
         "clients": args.clients, "sizes_cycled": [int(s * args.scale) for s in args.sizes], "scale": args.scale,
         "total_bytes": sum(f.payload.size_bytes for f in data.files), "tus_chunk_bytes": args.chunk_size,
         "part_bytes": DEFAULT_PART_BYTES, "cpu_limit": args.cpu, "memory_limit_bytes": args.memory,
@@ -579,8 +600,13 @@ def uploads_json(data: RunData) -> dict[str, Any]:
     client_errors: Counter[str] = Counter()
     for o in outcomes:
         client_errors.update(_error_kind(e) for e in (o.result.errors if o.result else []))
+    # A creation the relay refused (503 + Retry-After) is retried by the client: counted here.
+    refusals = [sum(1 for e in (o.result.errors if o.result else []) if e.startswith("create 503"))
+                for o in outcomes]
     return {
         "clients": len(data.files),
+        "refused": sum(refusals),
+        "clients_refused": sum(1 for n in refusals if n),
         "completed": sum(1 for o in outcomes if o.result and o.result.completed_at and not o.error),
         "verified": sum(1 for o in outcomes if o.verified),
         "failed": sum(1 for o in outcomes if o.error),
@@ -595,7 +621,9 @@ def uploads_json(data: RunData) -> dict[str, Any]:
             "index": o.file.index, "file": o.file.name, "bytes": o.file.payload.size_bytes,
             "parts": o.file.payload.plan.number_of_parts, "mode": o.file.payload.plan.mode,
             "duration_s": o.duration_s, "patches": o.result.attempts if o.result else None,
-            "client_errors": len(o.result.errors) if o.result else None, "upload_id": o.upload_id,
+            "client_errors": len(o.result.errors) if o.result else None,
+            "refused": sum(1 for e in (o.result.errors if o.result else []) if e.startswith("create 503")),
+            "upload_id": o.upload_id,
             "notion_file_upload_id": o.file_upload_id, "verified": o.verified, "error": o.error,
             "verify_error": o.verify_error, "early_claim": o.early_claim,
         } for o in outcomes],
@@ -709,6 +737,9 @@ def health_json(data: RunData) -> dict[str, Any]:
     workers = [p["optimal_workers"] for p in polls if p.get("optimal_workers") is not None]
     memory = [p["memory_usage_mb"] for p in polls if p.get("memory_usage_mb") is not None]
     active = [p["active_uploads"] for p in polls if p.get("active_uploads") is not None]
+    backlog = [p["budget_backlog_s"] for p in polls if p.get("budget_backlog_s") is not None]
+    spool_free = [p["spool_free_bytes"] for p in polls if p.get("spool_free_bytes") is not None]
+    spool_reserved = [p["spool_reserved_bytes"] for p in polls if p.get("spool_reserved_bytes") is not None]
     return {
         "polls": len(polls), "answered": len(latencies), "ok_200": outcomes.get("200", 0),
         "timeouts": outcomes.get("timeout", 0),
@@ -725,6 +756,12 @@ def health_json(data: RunData) -> dict[str, Any]:
         "resource_state_seen": dict(Counter(p.get("resource_state") for p in polls if p.get("resource_state"))),
         "relay_memory_usage_mb_max": max(memory, default=None),
         "optimal_workers_range": [min(workers), max(workers)] if workers else None,
+        "admission_seen": dict(Counter(p.get("admission") for p in polls if p.get("admission"))),
+        "admission_refusing_reasons": dict(Counter(p.get("admission_reason") for p in polls
+                                                   if p.get("admission_reason"))),
+        "budget_backlog_s_max": max(backlog, default=None),
+        "spool_free_bytes_min": min(spool_free, default=None),
+        "spool_reserved_bytes_max": max(spool_reserved, default=None),
     }
 
 
@@ -756,10 +793,11 @@ def setup_text(data: RunData) -> str:
                  f"total_cpu_limit={perf.get('total_cpu_limit')}")
     total = sum(f.payload.size_bytes for f in data.files)
     a = data.args
-    lines.append(f"{len(data.files)} tus clients, {total / MiB:.0f} MiB, chunks of {a.chunk_size / MiB:g} MiB; faults "
-                 f"{a.fault_rate:.0%} of {','.join(a.fault_endpoints)} ({len(a.fault_kinds)} kinds, "
-                 f"{'for ' + format(a.fault_seconds, 'g') + ' s' if a.fault_seconds else 'whole run'}); "
-                 f"Notion rate limit {a.rate_limit}")
+    faults = (f"faults {a.fault_rate:.0%} of {','.join(a.fault_endpoints)} ({len(a.fault_kinds)} kinds, "
+              f"{'for ' + format(a.fault_seconds, 'g') + ' s' if a.fault_seconds else 'whole run'})"
+              if a.fault_rate > 0 else "no faults")
+    lines.append(f"{len(data.files)} tus clients, {total / MiB:.0f} MiB, chunks of {a.chunk_size / MiB:g} MiB; "
+                 f"{faults}; Notion rate limit {a.rate_limit}")
     return "\n".join(lines)
 
 
@@ -775,7 +813,11 @@ def text_report(doc: dict[str, Any]) -> str:
              f"{up['failed']} failed, {up['sha256_mismatches']} mismatched, {up['early_claims']} claimed early; "
              f"durations {_f(up['duration_s']['min'], '.1f')}–{_f(up['duration_s']['max'], '.1f')} s "
              f"(p50 {_f(up['duration_s']['p50'], '.1f')})",
-             f"client retries {up['client_retries']}: {up['client_errors']}",
+             f"client retries {up['client_retries']}: {up['client_errors']}; refused at creation "
+             f"{up['refused']} time(s) ({up['clients_refused']} clients)",
+             f"admission      health said {h['admission_seen']} (refusing because {h['admission_refusing_reasons']}); "
+             f"budget backlog max {_f(h['budget_backlog_s_max'], '.0f')} s; spool disk free min "
+             f"{_mib(h['spool_free_bytes_min'], '.0f')} MiB, reserved max {_mib(h['spool_reserved_bytes_max'], '.0f')} MiB",
              f"throughput     {_mib(tp['bytes_relayed'], '.0f')} MiB in {tp['wall_s']:.1f} s = {_f(tp['mib_per_s'])} MiB/s"
              f" = {_f(tp['fraction_of_bound'])} × the budget bound {tp['bound_mib_per_s']:.1f} MiB/s "
              f"({tp['budget_per_s']:g} req/s × {tp['part_bytes'] / MiB:g} MiB); "
@@ -818,6 +860,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
         ("limits the relay detected (health)", f"{det['total_memory_limit_mb']} MB, {det['total_cpu_limit']} CPU"),
         ("uploads verified (sha256 at the emulator)",
          f"{up['verified']} / {up['clients']} ({up['failed']} failed, {up['sha256_mismatches']} mismatched)"),
+        ("uploads refused at creation (503)", f"{up['refused']} ({up['clients_refused']} clients); relay in progress "
+                                             f"max {h['active_uploads_max']}"),
         ("data relayed", f"{_mib(tp['bytes_relayed'], '.0f')} MiB in {tp['wall_s']:.1f} s"),
         ("throughput / budget bound", f"{_f(tp['mib_per_s'])} MiB/s / {tp['bound_mib_per_s']:.0f} MiB/s = "
                                       f"{_f(tp['fraction_of_bound'])} (with the initial burst: {_f(tp['fraction_of_bound_with_burst'])})"),
@@ -840,7 +884,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
 def markdown_report(doc: dict[str, Any]) -> str:
     s, host = doc["settings"], doc["host"]
     faults = s["faults"]
-    lines = [f"Measured {doc['timestamp']} by `./run.sh bench dyno` on {host['cpus']} CPUs ({host['platform']}, "
+    command = "./run.sh bench dyno" + (f" --preset {s['preset']}" if s.get("preset") else "")
+    lines = [f"Measured {doc['timestamp']} by `{command}` on {host['cpus']} CPUs ({host['platform']}, "
              f"Python {host['python']}, Tornado {host['tornado']}): {s['clients']} tus clients, "
              f"{s['total_bytes'] / MiB:.0f} MiB in all, tus chunks of {s['tus_chunk_bytes'] / MiB:g} MiB; "
              + (f"faults on {faults['rate']:.0%} of {', '.join(faults['endpoints'])} ({len(faults['kinds'])} kinds, "
@@ -857,6 +902,8 @@ def markdown_report(doc: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench dyno", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a named run: admission = 25 × 40 MiB at once, no faults (options given still win)")
     p.add_argument("--clients", type=int, default=DEFAULT_CLIENTS, help=f"concurrent tus clients ({DEFAULT_CLIENTS})")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"file sizes cycled over the clients ({DEFAULT_SIZES})")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every size (0.25 → about 256 MiB in all)")
@@ -884,6 +931,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=ROOT / "bench",
                    help="where results-dyno.json/.md go (logs in OUT_DIR/out/dyno)")
     p.add_argument("--work-dir", type=Path, default=None, help="scratch space for the files (default: a temp dir)")
+    preset = p.parse_known_args(argv)[0].preset
+    if preset:
+        p.set_defaults(**PRESETS[preset])
     args = p.parse_args(argv)
     try:
         args.sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
@@ -902,16 +952,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def results_name(args: argparse.Namespace) -> str:
+    """results-dyno, or results-dyno-PRESET for a named run (so each keeps its last numbers)."""
+    return "results-dyno" + (f"-{args.preset}" if args.preset else "")
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     data = run(args)
     doc = results_document(data)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_results(args.out_dir, "results-dyno", doc, markdown_report(doc))
+    name = results_name(args)
+    write_results(args.out_dir, name, doc, markdown_report(doc))
     print(text_report(doc))
     for c in doc["checks"]:
         print(f"[{'PASS' if c['pass'] else 'FAIL'}] {c['name']}: {c['value']}")
-    print(f"\nwrote {args.out_dir / 'results-dyno.json'} and {args.out_dir / 'results-dyno.md'} "
+    print(f"\nwrote {args.out_dir / (name + '.json')} and {args.out_dir / (name + '.md')} "
           f"(logs in {args.out_dir / 'out' / 'dyno'})")
     if doc["errors"]:
         print(f"\nBENCHMARK FAILED: {len(doc['errors'])} error(s)", file=sys.stderr)

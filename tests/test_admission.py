@@ -69,7 +69,7 @@ class Stack:
         self.sampler = FakeSampler(used_mb)
         self.limiter = AdaptiveLimiter(self.sampler, Thresholds(200, 350, 450, 500), 1, 3, 2, scale_thresholds=False)
         self.limiter.tick()
-        self.store = SimpleNamespace(healthy=True, last_error=None)
+        self.store = SimpleNamespace(healthy=True, last_error=None, restoring=False, amnesia_count=0)
         self.breaker = CircuitBreaker("notion_api", self.clock, 3, 30.0, 3)
         self.budget = RequestBudget(self.clock, 180, 60.0)  # Notion's rate: 171 tokens (5% headroom), 3/s
         self.uploads = Uploads()

@@ -26,13 +26,15 @@ SMOKE_ARGS = ["--clients", "4", "--sizes", "2M,6M,12M,21M", "--fault-rate", "0.3
 
 # What the issue asks the report to contain: section → fields that must have a value.
 REQUIRED = {
-    "uploads": ["clients", "completed", "verified", "failed", "sha256_mismatches", "early_claims"],
+    "uploads": ["clients", "completed", "verified", "failed", "sha256_mismatches", "early_claims", "refused",
+                "clients_refused"],
     "throughput": ["bytes_relayed", "wall_s", "mib_per_s", "bound_mib_per_s", "fraction_of_bound",
                    "bound_with_burst_mib_per_s", "notion_requests", "sends"],
     "memory": ["relay_peak_rss_bytes", "relay_idle_rss_bytes", "limit_bytes"],
     "cpu": ["relay_cpu_s", "relay_cores_used", "limit_cores"],
     "rate_limits": ["received_429", "injected_429", "bucket_429", "relay_budget_pauses"],
-    "health": ["polls", "p50_ms", "p99_ms", "max_ms", "failures", "timeouts", "idle_p50_ms"],
+    "health": ["polls", "p50_ms", "p99_ms", "max_ms", "failures", "timeouts", "idle_p50_ms", "admission_seen",
+               "spool_free_bytes_min", "spool_reserved_bytes_max"],
     "relay_detected": ["total_memory_limit_mb", "total_cpu_limit", "resource_manager_at_start"],
     "emulator": ["requests", "requests_total", "faults_injected", "rate_limited"],
 }
@@ -51,6 +53,16 @@ def test_file_sizes_cycle_and_leave_mib_boundaries() -> None:
     assert [s // MiB for s in sizes] == [5, 80, 5, 80, 5]
     assert any(s % MiB for s in sizes)
     assert dyno.file_sizes([4 * MiB], 1, 0.5) == [2 * MiB]
+
+
+def test_the_admission_preset_is_issue_11s_run_and_keeps_its_own_results() -> None:
+    args = dyno.parse_args(["--preset", "admission"])
+    assert (args.clients, args.sizes, args.fault_rate) == (25, [40 * MiB], 0.0)
+    assert dyno.results_name(args) == "results-dyno-admission"
+    assert dyno.parse_args(["--preset", "admission", "--clients", "3"]).clients == 3  # options still win
+    assert dyno.results_name(dyno.parse_args([])) == "results-dyno"
+    # The relay runs on admission's defaults whatever the caller's environment says.
+    assert {"MAX_CONCURRENT_UPLOADS", "QUEUE_SIZE_LIMIT", "SPOOL_MIN_FREE_MB"} <= set(dyno.DEFAULTED_RELAY_VARIABLES)
 
 
 def test_without_a_cgroup_the_command_runs_as_is_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,6 +103,10 @@ def test_bench_dyno_runs_end_to_end_in_short_form(tmp_path: Path) -> None:
     assert up["clients"] == up["completed"] == up["verified"] == 4
     assert up["failed"] == up["sha256_mismatches"] == up["early_claims"] == 0
     assert all(c["verified"] and c["notion_file_upload_id"] for c in up["per_client"])
+    assert up["refused"] == sum(c["refused"] for c in up["per_client"])
+    assert "no upload refused at creation (503)" in {c["name"] for c in doc["checks"]}
+    # Health reported admission and the spool disk throughout.
+    assert set(doc["health"]["admission_seen"]) <= {"admitting", "refusing"} and doc["health"]["admission_seen"]
     assert {c["mode"] for c in up["per_client"]} == {"single_part", "multi_part"}
     # Faults were on: the emulator failed some requests on purpose.
     assert sum(doc["emulator"]["faults_injected"].values()) > 0
