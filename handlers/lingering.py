@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import re
 import socket
 import sys
@@ -36,8 +35,6 @@ from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters, 
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.ioloop import IOLoop
 from tornado.log import app_log, gen_log
-
-log = logging.getLogger("relay.connections")
 
 # The largest part Notion takes (20 MiB): a client's chunk is no larger (the page sends 8 MiB).
 LINGER_BYTES = 20 * 2**20
@@ -186,21 +183,20 @@ class LingeringConnection(HTTP1Connection):
 
     def _read_body(self, code: int, headers: httputil.HTTPHeaders,
                    delegate: httputil.HTTPMessageDelegate) -> Awaitable[None] | None:
+        if not self._write_finished:
+            return super()._read_body(code, headers, delegate)  # every accepted request
+        # Answered in prepare(), before the body: read it only to drop it.
         try:
             body = super()._read_body(code, headers, delegate)
         except httputil.HTTPInputError:
-            if not self._write_finished:
-                raise  # Tornado answers 400 and closes
             self.stream.close()  # malformed framing after our answer: nothing more to read
             return None
-        return None if body is None else self._read_unless_answered(body)
+        return None if body is None else self._drain_quietly(body)
 
-    async def _read_unless_answered(self, body: Awaitable[None]) -> None:
+    async def _drain_quietly(self, body: Awaitable[None]) -> None:
         try:
             await body
         except httputil.HTTPInputError:
-            if not self._write_finished:
-                raise
             # Tornado would write "400 Bad Request" after the answer we already gave.
             self.stream.close()
 
