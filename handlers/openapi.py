@@ -202,7 +202,8 @@ ERROR_TEXT = {
     404: "No such upload (or it belongs to another token).",
     405: "Method not allowed on an upload.",
     409: "Offset mismatch: `offset` in the body is where to continue.",
-    410: "The upload expired (Notion's 1-hour window) or was terminated: start again.",
+    410: "The upload can never go on (expired: Notion's 1-hour window; terminated; or refused by Notion for "
+         "good): start a new upload. `can_resume` is false; the status endpoint says why.",
     412: f"`Tus-Resumable: {TUS_VERSION}` is required.",
     413: "Larger than the workspace accepts, more parts than Notion allows, or more bytes than declared.",
     414: "The URL is too long.",
@@ -210,7 +211,6 @@ ERROR_TEXT = {
     423: "Another request or instance holds this upload right now; retry after `Retry-After`.",
     429: "The token's quota (uploads at once, or bytes per hour) is used up.",
     460: "Checksum mismatch: nothing of this request was kept.",
-    502: "Notion refused the file's bytes; the upload cannot continue.",
     503: "Temporarily unavailable (Notion's breaker, Redis, memory, too many uploads, restarting); the "
          "upload stays resumable. `Retry-After` says when to try again.",
 }
@@ -218,7 +218,7 @@ ERROR_TEXT = {
 
 def error_response(status: int, tus: bool = False, body: bool = True) -> dict[str, Any]:
     headers: dict[str, Any] = {}
-    if status in (409, 423, 429, 503, 413, 410, 404, 401, 400, 502):
+    if status in (409, 423, 429, 503, 413, 404, 401, 400):
         headers.update(RETRY_AFTER)  # present only when waiting helps
     if tus:
         headers.update(TUS_RESUMABLE_OUT)
@@ -319,7 +319,7 @@ def build_document() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}}},
             "responses": {
                 "200": {"description": "Notion holds the file.", "content": {JSON: {"schema": ref("UploadStatus")}}},
-                **errors(400, 401, 404, 409, 410, 413, 423, 460, 502, 503),
+                **errors(400, 401, 404, 409, 410, 413, 423, 460, 503),
             },
         }},
         "/api/system/health": {"get": {
@@ -379,7 +379,7 @@ def build_document() -> dict[str, Any]:
                         "Upload-Offset": {"required": True, "schema": DIGITS},
                         "Upload-Expires": {"schema": STRING},
                         **TUS_RESUMABLE_OUT}},
-                    **errors(400, 401, 412, 413, 414, 415, 429, 460, 502, 503, tus=True),
+                    **errors(400, 401, 410, 412, 413, 414, 415, 429, 460, 503, tus=True),
                 },
             },
         },
@@ -414,7 +414,7 @@ def build_document() -> dict[str, Any]:
                                 "content": {TUS_OCTETS: {"schema": {"type": "string", "format": "binary"}}}},
                 "responses": {
                     "204": {"description": "Bytes taken.", "headers": UPLOAD_HEADERS},
-                    **errors(400, 401, 404, 409, 410, 412, 413, 414, 415, 423, 460, 502, 503, tus=True),
+                    **errors(400, 401, 404, 409, 410, 412, 413, 414, 415, 423, 460, 503, tus=True),
                 },
             },
             "delete": {
