@@ -56,6 +56,7 @@ class ApiHandler(tornado.web.RequestHandler):
         self.version = ""
         self.fault: str | None = None
         self._outcome: str | None = None  # set when the request ends without a status
+        self.close_after_answer = False  # answered before its body was read (send)
         self._ended = False
         # Resolved by on_connection_close; pauses (stall, slow) wait on it.
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -107,6 +108,11 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_status(exc.status_code, reason=exc.reason)
         for name, value in exc.headers.items():
             self.set_header(name, value)
+        if self.close_after_answer:
+            # Tornado closes a connection whose request body was not read, but only after the
+            # answer, whose headers would otherwise say nothing: a client would reuse the
+            # connection and meet a reset.
+            self.set_header("Connection", "close")
         self.finish(json.dumps(exc.body(self.request_id)))
 
     @property
@@ -355,10 +361,12 @@ class SendHandler(ApiHandler):
             self.gate()
         except NotionError as e:
             if self.request.method != "POST" or too_big:
+                self.close_after_answer = True
                 raise
             self.deferred = e
             return
         if too_big:
+            self.close_after_answer = True
             raise validation_error(
                 f"The request body is {length} bytes; a send may carry at most 20 MiB of file "
                 "data (use multi_part for larger files)."
