@@ -756,6 +756,10 @@ def health_json(data: RunData) -> dict[str, Any]:
         "resource_state_seen": dict(Counter(p.get("resource_state") for p in polls if p.get("resource_state"))),
         "relay_memory_usage_mb_max": max(memory, default=None),
         "optimal_workers_range": [min(workers), max(workers)] if workers else None,
+        # The slowest polls, seconds after the clients started: when the loop was late, and how busy.
+        "slowest_polls": [{"at_s": round(p["t"] - data.load_started_at, 2), "ms": round(p["latency_s"] * 1000, 1),
+                           "active_uploads": p.get("active_uploads")}
+                          for p in sorted((p for p in polls if "latency_s" in p), key=lambda p: -p["latency_s"])[:5]],
         "admission_seen": dict(Counter(p.get("admission") for p in polls if p.get("admission"))),
         "admission_refusing_reasons": dict(Counter(p.get("admission_reason") for p in polls
                                                    if p.get("admission_reason"))),
