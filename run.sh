@@ -2,7 +2,8 @@
 # One entry point for everything:
 #   ./run.sh                  serve (demo mode against the emulator when NOTION_TOKEN is unset)
 #   ./run.sh test [args]      set up, then run the test suite (pytest args pass through)
-#   ./run.sh setup            only create .venv/ and install the pinned requirements
+#   ./run.sh setup            only create .venv/, install the pinned requirements and the page's
+#                             npm packages (npm ci into node_modules/)
 #   ./run.sh emulator [args]  run the Notion API emulator
 #   ./run.sh bench [name]     run the benchmarks in bench/
 set -euo pipefail
@@ -40,6 +41,39 @@ setup() {
     "$PY" -m pip install --quiet --disable-pip-version-check $(printf -- '-r %s ' "${reqs[@]}")
     echo "$want" > "$stamp"
   fi
+}
+
+# The upload page's npm packages (package.json, pinned by package-lock.json) go into
+# node_modules/ with `npm ci`, only when what is installed differs from the lockfile (missing,
+# or another version). `setup_npm serve` needs only the page's own packages, not the test
+# tools, and without npm it only warns: a platform may have installed them when it built the
+# app (README, "Deploying on a PaaS"); the page then says what is missing.
+setup_npm() {
+  local mode=${1:-all}
+  if "$PY" - "$mode" <<'EOF'
+import json, sys
+lock = json.load(open("package-lock.json"))
+for path, meta in lock.get("packages", {}).items():
+    if not path or (sys.argv[1] == "serve" and meta.get("dev")):
+        continue
+    try:
+        with open(f"{path}/package.json") as f:
+            installed = json.load(f).get("version")
+    except (OSError, ValueError):
+        sys.exit(1)
+    if installed != meta.get("version"):
+        sys.exit(1)
+EOF
+  then return 0; fi
+  if command -v npm >/dev/null 2>&1; then
+    echo "run.sh: installing the upload page's npm packages (npm ci, from package-lock.json)" >&2
+    npm ci --no-audit --no-fund --loglevel=error >&2 && return 0
+    echo "run.sh: npm ci failed" >&2
+  else
+    echo "run.sh: npm is missing, so node_modules/ (tus-js-client for the upload page) cannot be installed; install Node.js 18+ with npm" >&2
+  fi
+  [ "$mode" = serve ] && return 0
+  exit 1
 }
 
 # Debian packages the tests need: chromium (the browser tests) and faketime (a relay whose
@@ -99,6 +133,7 @@ cmd=${1:-serve}
 case "$cmd" in
   serve)
     setup requirements.txt
+    setup_npm serve
     if [ -z "${NOTION_TOKEN:-}" ]; then
       # The relay and the emulator run as children in sessions of their own (see detached):
       # the first INT/TERM/HUP asks the relay for a graceful shutdown (TERM), a second one
@@ -136,9 +171,11 @@ case "$cmd" in
     ;;
   setup)
     setup requirements-dev.txt
+    setup_npm
     ;;
   test)
     setup requirements-dev.txt
+    setup_npm
     ensure_test_packages
     exec "$PY" -m pytest "$@"
     ;;
