@@ -17,6 +17,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from tests.support.processes import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
+# axe-core, from node_modules/ (package-lock.json pins it; ./run.sh setup installs it).
+AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 # As root on a machine without network access: no sandbox (it needs an unprivileged user), no
 # GPU, and nothing that phones home (QUIC probes, component updates, sync, background fetches).
@@ -58,11 +61,11 @@ def launch_browser() -> Iterator[Browser]:
 
 
 @contextmanager
-def open_page(browser: Browser, name: str) -> Iterator[Page]:
+def open_page(browser: Browser, name: str, width: int = 1000, height: int = 900) -> Iterator[Page]:
     """A page in a fresh context (its own localStorage). On the way out its console output goes
     to test-artifacts/<name>.console.log and a screenshot of its last state to <name>.png."""
     ARTIFACTS.mkdir(exist_ok=True)
-    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     lines: list[str] = []
     page.on("console", lambda message: lines.append(f"{message.type}: {message.text}"))
@@ -76,3 +79,22 @@ def open_page(browser: Browser, name: str) -> Iterator[Page]:
             lines.append(f"screenshot failed: {exc}")
         (ARTIFACTS / f"{name}.console.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
         context.close()
+
+
+def axe_violations(page: Page, tags: list[str] = WCAG_A_AA) -> list[dict]:
+    """axe-core's violations of the given rule tags on the page as it is now, each as
+    {id, impact, help, nodes: [html, …]}. axe is evaluated through the DevTools protocol, which
+    the page's Content-Security-Policy (script-src 'self') does not govern."""
+    if not AXE_JS.exists():
+        raise RuntimeError(f"{AXE_JS} is missing: run ./run.sh setup (npm ci installs axe-core)")
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;0")
+    result = page.evaluate(
+        """async (tags) => {
+            const result = await axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]});
+            return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                                 nodes: v.nodes.map(n => n.html)}));
+        }""",
+        tags,
+    )
+    return result
