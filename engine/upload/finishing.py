@@ -1,0 +1,154 @@
+"""Finishing an upload at Notion: the single_part send's outcome, complete, attach, and
+Notion's word on expiry.
+
+None of these calls is idempotent, so each runs through OnceRunner: after an outcome we cannot
+know, Notion's own state decides (engine/once.py). What each decision rests on, in Notion's
+documented words (NOTION_API.md, "The File Upload object"):
+
+- `status` goes `pending` → `uploaded` on a single_part send, or on complete for multi_part;
+  a send or complete to an upload that is no longer pending is refused with 400.
+- `content_length` is the bytes Notion holds; `number_of_parts.sent` the parts it holds.
+- `expiry_time` is cleared (null) once the file upload is attached to a block or page.
+- Blocks never carry the file_upload id: an appended block reads
+  `{"type": "file", "file": {"url": …, "expiry_time": …}}` (live recordings), so which block
+  is ours is told by its type and the file name in its `name` or URL, newest last.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from engine.errors import UploadFailed, UploadGone
+from engine.notion import Failure, block_type_for
+from engine.upload.interfaces import Guard, NotionFiles
+from engine.upload.once import OnceRunner, Undecided
+from engine.upload.session import NOTION_WINDOW_PASSED, UploadSession
+
+MAX_CHILDREN_PAGES = 50  # at most 5,000 blocks scanned to find our block again
+
+
+class Finisher:
+    def __init__(self, notion: NotionFiles, guard: Guard, once: OnceRunner) -> None:
+        self.notion = notion
+        self.guard = guard
+        self.once = once
+
+    # --- what Notion holds ---------------------------------------------------------------
+
+    async def _retrieve(self, s: UploadSession) -> dict[str, Any]:
+        fid = s.record.notion_file_upload_id or ""
+        current = await self.guard.run(lambda: self.notion.retrieve(fid))
+        if current.get("status") == "expired":
+            raise UploadGone(NOTION_WINDOW_PASSED, status="expired", can_resume=False)
+        return current
+
+    async def says_expired(self, s: UploadSession) -> bool:
+        """Notion's own word on expiry (NOTION_API.md: `status` "expired" once the window passed;
+        an upload it no longer knows at all is gone too)."""
+        try:
+            current = await self.guard.run(lambda: self.notion.retrieve(s.record.notion_file_upload_id or ""))
+        except Failure as f:
+            return f.kind == "http" and f.status == 404
+        return current.get("status") == "expired"
+
+    def verify_holds_file(self, s: UploadSession, obj: dict[str, Any]) -> None:
+        """Invariant 1: "uploaded" counts only when Notion holds exactly the upload's bytes."""
+        problem = holding_problem(obj, s.plan.size, s.plan.number_of_parts if s.plan.is_multipart else None)
+        if problem:
+            raise UploadFailed(f"Notion does not hold the file as sent ({problem}); start the upload again",
+                               can_resume=False, integrity_error=True)
+
+    async def sent_whole_file(self, s: UploadSession) -> dict[str, Any] | None:
+        """Did a single_part send land? Notion's object says `uploaded` once it has."""
+        current = await self._retrieve(s)
+        if current.get("status") != "uploaded":
+            return None
+        self.verify_holds_file(s, current)
+        return current
+
+    # --- complete ------------------------------------------------------------------------
+
+    async def complete(self, s: UploadSession) -> None:
+        fid = s.record.notion_file_upload_id
+
+        async def completed() -> dict[str, Any] | None:
+            current = await self._retrieve(s)
+            return current if current.get("status") == "uploaded" else None
+
+        result = await self._once("complete", s, lambda: self.notion.complete(fid), completed)
+        if result.get("status") != "uploaded":
+            raise UploadFailed(f"Notion did not mark the upload as uploaded (status {result.get('status')!r})",
+                               can_resume=True)
+        self.verify_holds_file(s, result)
+
+    # --- attach --------------------------------------------------------------------------
+
+    async def attach(self, s: UploadSession) -> None:
+        fid = s.record.notion_file_upload_id
+        page = s.record.page_id
+        block_type = block_type_for(s.record.content_type)
+
+        async def attached() -> dict[str, Any] | None:
+            current = await self._retrieve(s)
+            if current.get("expiry_time") is not None:
+                return None
+            block = await self._find_block(page, s.record.filename, block_type)
+            return {"object": "list", "results": [block] if block else []}
+
+        result = await self._once("attach", s, lambda: self.notion.append_file_block(page, fid, block_type),
+                                  attached, settle=True)
+        results = result.get("results") or []
+        block = results[-1] if results else None
+        s.record.block_id = block.get("id") if isinstance(block, dict) else None
+
+    async def _find_block(self, page: str, filename: str, block_type: str) -> dict[str, Any] | None:
+        """The newest block on the page showing a file of this name (see the module docstring)."""
+        cursor = None
+        found = None
+        for _ in range(MAX_CHILDREN_PAGES):
+            listing = await self.guard.run(lambda: self.notion.list_children(page, cursor))
+            for block in listing.get("results") or []:
+                if shows_file(block, filename, block_type):
+                    found = block
+            if not listing.get("has_more"):
+                break
+            cursor = listing.get("next_cursor")
+        return found
+
+    async def _once(self, operation: str, s: UploadSession, call, check, settle: bool = False) -> dict[str, Any]:
+        try:
+            return await self.once.run(operation, call, check, settle=settle, upload_id=s.id)
+        except Undecided as exc:
+            raise UploadFailed(f"Notion did not answer whether the {operation} happened; it is checked again "
+                               "when the upload resumes", can_resume=True, retry_after_s=30) from None
+        except Failure as f:
+            raise UploadFailed(f"Notion could not {operation} the upload: {f.message}",
+                               can_resume=f.retryable) from None
+
+
+def holding_problem(obj: dict[str, Any], size: int, parts_total: int | None) -> str | None:
+    """Why a file upload object does not show exactly `size` bytes in `parts_total` parts."""
+    length = obj.get("content_length")
+    if length != size:
+        return f"Notion holds {length} bytes of {size}"
+    if parts_total is not None:
+        parts = obj.get("number_of_parts")
+        if not isinstance(parts, dict) or parts.get("sent") != parts_total or parts.get("total") != parts_total:
+            return f"Notion holds parts {parts!r} of {parts_total}"
+    return None
+
+
+def shows_file(block: Any, filename: str, block_type: str) -> bool:
+    """A block of `block_type` whose file carries `filename` (its `name`, or its URL's last segment)."""
+    if not isinstance(block, dict) or block.get("type") != block_type or block.get("in_trash") or block.get("archived"):
+        return False
+    media = block.get(block_type)
+    if not isinstance(media, dict):
+        return False
+    if media.get("name") == filename:
+        return True
+    hosted = media.get(media.get("type") or "file")
+    url = hosted.get("url") if isinstance(hosted, dict) else None
+    if not isinstance(url, str):
+        return False
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1]) == filename

@@ -1,0 +1,65 @@
+"""RecordSaver: an upload's record goes to the checkpoint store off the request path.
+
+Writes of one upload never overlap (a change made while one is on its way is written right
+after it), a store that is away is retried with backoff, and a record replaced by a tombstone
+is never written again.
+"""
+from __future__ import annotations
+
+from engine.clock import Clock
+from engine.store import StoreUnavailable
+from engine.upload.interfaces import Checkpoints, Spawn
+from engine.upload.session import TERMINATED, UploadSession
+
+# A tombstone (the 410 marker) outlives the record by this long.
+TOMBSTONE_TTL_S = 3600
+SAVE_RETRY_FIRST_S = 0.1
+SAVE_RETRY_MAX_S = 5.0
+
+
+class RecordSaver:
+    def __init__(self, clock: Clock, store: Checkpoints, spawn: Spawn) -> None:
+        self.clock = clock
+        self.store = store
+        self.spawn = spawn
+
+    def save(self, s: UploadSession) -> None:
+        """Persist the record soon; returns at once."""
+        s.record.updated_at = self.clock.wall()
+        if s.saving:
+            s.dirty = True
+            return
+        s.saving = True
+        self.spawn(self._save_loop(s))
+
+    async def _save_loop(self, s: UploadSession) -> None:
+        delay = SAVE_RETRY_FIRST_S
+        try:
+            while True:
+                s.dirty = False
+                if s.record.state == TERMINATED or s.gone:
+                    return
+                try:
+                    await self.store.save_record(s.record.to_dict())
+                except StoreUnavailable:
+                    s.dirty = True
+                    await self.clock.sleep(delay)
+                    delay = min(delay * 2, SAVE_RETRY_MAX_S)
+                    continue
+                if not s.dirty:
+                    return
+        finally:
+            s.saving = False
+
+    async def tombstone(self, s: UploadSession) -> bool:
+        """Record and checkpoints go; a marker stays an hour so clients get 410 rather than 404."""
+        s.gone = True
+        for _ in range(100):  # a record write already on its way must not land after the tombstone
+            if not s.saving:
+                break
+            await self.clock.sleep(0.02)
+        try:
+            await self.store.tombstone(s.id, s.record.owner, TOMBSTONE_TTL_S)
+        except StoreUnavailable:
+            return False
+        return True

@@ -1,0 +1,146 @@
+"""PartAssembler: writes an upload's incoming bytes into one spool file per Notion part.
+
+Bytes go straight from the socket buffer to the page cache; nothing accumulates in Python.
+A part file is complete when it holds exactly the plan's length for that part; libcurl then
+reads it itself when the part is sent.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from engine.upload.partplan import PartPlan
+
+
+class SpoolWriteError(OSError):
+    """A write to the spool failed (typically ENOSPC). Everything past `received` was undone;
+    `completed` lists the parts this write still completed before the failure."""
+
+    def __init__(self, cause: OSError, completed: list[int]) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.completed = completed
+
+
+class PartAssembler:
+    def __init__(self, directory: Path, plan: PartPlan, received: int = 0) -> None:
+        self.directory = directory
+        self.plan = plan
+        self.received = received  # bytes on disk, contiguous from offset 0 of the file
+        self._fd: int | None = None
+        self._fd_part = 0
+        self._fd_end = 0  # the file offset where the open part ends
+
+    def part_path(self, number: int) -> Path:
+        return self.directory / f"{number:04d}.part"
+
+    def write(self, data: bytes | memoryview) -> list[int] | tuple[()]:
+        """Append `data` at `received`; return the part numbers this write completed.
+
+        Exact: after a failed or partial write the part file is cut back to what was counted
+        (a later write landing after stale bytes would corrupt the part) and SpoolWriteError
+        is raised; `received` only ever counts bytes that are on disk."""
+        # Hot path (thousands of calls per GiB): a chunk that stays inside the open part.
+        size = len(data)
+        if self._fd is not None and self.received + size < self._fd_end:
+            try:
+                written = os.write(self._fd, data)
+            except OSError as exc:
+                self._undo_past_received()
+                raise SpoolWriteError(exc, []) from None
+            if written == size:
+                self.received += size
+                return ()
+            self._undo_past_received()  # a short write: the general path below tries again
+        return self._write_spanning(data)
+
+    def _write_spanning(self, data: bytes | memoryview) -> list[int]:
+        completed: list[int] = []
+        view = memoryview(data)
+        plan = self.plan
+        try:
+            while view:
+                number = plan.part_at(self.received)
+                room = plan.part_end(number) - self.received
+                fd = self._fd_for(number)
+                chunk = view[:room]
+                written = 0
+                while written < len(chunk):
+                    written += os.write(fd, chunk[written:])
+                self.received += len(chunk)
+                view = view[len(chunk):]
+                if self.received == plan.part_end(number):
+                    self._close_fd()
+                    completed.append(number)
+        except OSError as exc:
+            self._undo_past_received()
+            raise SpoolWriteError(exc, completed) from None
+        return completed
+
+    def _undo_past_received(self) -> None:
+        """Cut the open part file back to `received` and close it; reopening seeks there too."""
+        fd, number = self._fd, self._fd_part
+        self._close_fd()
+        if fd is None:
+            return
+        try:
+            os.truncate(self.part_path(number), self.received - self.plan.part_start(number))
+        except OSError:
+            pass  # _fd_for truncates again before the next byte is written
+
+    def holds_exactly(self, number: int) -> bool:
+        """The part file has exactly the plan's length for its part (only then may it be sent)."""
+        try:
+            return self.part_path(number).stat().st_size == self.plan.part_length(number)
+        except OSError:
+            return False
+
+    def _fd_for(self, number: int) -> int:
+        if self._fd is not None and self._fd_part == number:
+            return self._fd
+        self._close_fd()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.part_path(number), os.O_WRONLY | os.O_CREAT, 0o600)
+        # Why truncate+seek: a file left by an interrupted request may be longer than what
+        # we count as received; the bytes past `received` were never acknowledged.
+        offset_in_part = self.received - self.plan.part_start(number)
+        os.ftruncate(fd, offset_in_part)
+        os.lseek(fd, offset_in_part, os.SEEK_SET)
+        self._fd, self._fd_part = fd, number
+        self._fd_end = self.plan.part_end(number)
+        return fd
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def rewind(self, offset: int) -> None:
+        """Forget bytes from `offset` on; only parts that were never handed out may be touched."""
+        self._close_fd()
+        first = self.plan.part_at(offset) if offset < self.plan.size else self.plan.number_of_parts + 1
+        last = self.plan.part_at(max(self.received - 1, 0))
+        for number in range(first + 1, last + 1):
+            self.discard(number)
+        if first <= self.plan.number_of_parts and offset > self.plan.part_start(first):
+            path = self.part_path(first)
+            if path.exists():
+                os.truncate(path, offset - self.plan.part_start(first))
+        elif first <= last:
+            self.discard(first)
+        self.received = offset
+
+    def discard(self, number: int) -> None:
+        if self._fd is not None and self._fd_part == number:
+            self._close_fd()
+        try:
+            self.part_path(number).unlink()
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        self._close_fd()
+
+    def remove_all(self) -> None:
+        self._close_fd()
+        shutil.rmtree(self.directory, ignore_errors=True)

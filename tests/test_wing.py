@@ -1,0 +1,340 @@
+"""The invariants of DESIGN.md, proven on the upload wing in-process (the middle tier): in-memory
+checkpoints and ownership, a scripted Notion, a clock that moves only when someone waits. No
+subprocess, no socket; each test takes milliseconds."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.errors import (ChecksumMismatch, InsufficientStorage, OffsetMismatch, UploadBusy, UploadFailed,
+                           UploadGone)
+from engine.upload.session import COMPLETED, EXPIRED, FAILED, RECEIVING
+from tests.support.fakes import PAGE, MemoryOwnership, Wing, build_wing
+
+MIB = 2**20
+PART = 5 * MIB
+BIG = 4 * PART + 3  # over 20,000,000 bytes: multi_part, 5 parts of 5 MiB (the fakes' part size)
+
+
+def payload(size: int, seed: int = 1) -> bytes:
+    block = hashlib.sha256(str(seed).encode()).digest() * (MIB // 32)
+    return (block * (size // len(block) + 1))[:size]
+
+
+async def send(wing: Wing, upload_id: str, data: bytes, offset: int = 0, chunk: int = 256 * 1024,
+               hold: bool = False) -> None:
+    service = wing.service
+    s = await service.claim(upload_id)
+    writer = service.begin_write(s, offset, hold=hold)
+    for start in range(0, len(data), chunk):
+        pause = writer.write(data[start:start + chunk])
+        if pause is not None:
+            await pause
+    await writer.finish()
+
+
+async def upload(wing: Wing, data: bytes, name: str = "a.txt", content_type: str = "text/plain") -> str:
+    s = await wing.service.create(filename=name, size=len(data), content_type=content_type)
+    await send(wing, s.id, data)
+    return s.id
+
+
+async def until(condition, turns: int = 1000) -> None:
+    """Let the event loop run until `condition` holds (no real time passes)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    assert condition()
+
+
+def stored(wing: Wing, upload_id: str) -> str:
+    fid = wing.service.live[upload_id].record.notion_file_upload_id
+    return wing.notion.sha256(fid)
+
+
+@pytest.fixture
+def wing(tmp_path: Path) -> Wing:
+    return build_wing(tmp_path / "spool")
+
+
+# --- the ordinary path ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [1, 1000, PART, 20_000_000, 20_000_001, 3 * PART + 7])
+async def test_an_upload_ends_completed_with_notion_holding_every_byte(wing, size):
+    data = payload(size)
+    upload_id = await upload(wing, data)
+    s = wing.service.live[upload_id]
+    assert s.state == COMPLETED and s.client_offset == size
+    assert stored(wing, upload_id) == hashlib.sha256(data).hexdigest()
+    assert len(wing.notion.blocks[PAGE]) == 1 and s.record.block_id == wing.notion.blocks[PAGE][0]["id"]
+    assert wing.notion.uploads[s.record.notion_file_upload_id].mode == (
+        "single_part" if size <= 20_000_000 else "multi_part")
+
+
+async def test_a_wrong_offset_is_a_409_that_changes_nothing(wing):
+    s = await wing.service.create(filename="a.txt", size=3 * PART, content_type="text/plain")
+    await send(wing, s.id, payload(PART + 10))
+    saves, received, state = wing.store.saves, s.assembler.received, s.state
+    with pytest.raises(OffsetMismatch) as refused:
+        wing.service.begin_write(s, PART + 11)
+    assert refused.value.details["offset"] == PART + 10
+    assert (wing.store.saves, s.assembler.received, s.state, s.writer) == (saves, received, state, None)
+
+
+async def test_the_last_byte_is_not_reported_until_notion_holds_the_file(wing):
+    data = payload(BIG)
+    s = await wing.service.create(filename="a.txt", size=len(data), content_type="text/plain")
+    gate = asyncio.Event()
+    original = wing.notion.complete
+
+    async def slow_complete(fid: str):
+        await gate.wait()
+        return await original(fid)
+
+    wing.notion.complete = slow_complete  # type: ignore[method-assign]
+    finishing = asyncio.ensure_future(send(wing, s.id, data))
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if wing.notion.calls["send"] == 5 and s.finalizing is not None:
+            break
+    assert s.assembler.received == len(data) and s.client_offset == len(data) - 1 and not finishing.done()
+    gate.set()
+    await finishing
+    assert s.client_offset == len(data) and s.state == COMPLETED
+
+
+async def test_at_most_two_parts_per_upload_wait_or_fly(wing):
+    data = payload(6 * PART)
+    s = await wing.service.create(filename="a.txt", size=len(data), content_type="text/plain")
+    gate = asyncio.Event()
+    original = wing.notion.send_part
+    most = 0
+
+    async def held_send(*args, **kwargs):
+        nonlocal most
+        most = max(most, wing.service.pipeline.scheduler.pending(s.id))
+        await gate.wait()
+        return await original(*args, **kwargs)
+
+    wing.notion.send_part = held_send  # type: ignore[method-assign]
+    writing = asyncio.ensure_future(send(wing, s.id, data))
+    for _ in range(200):
+        await asyncio.sleep(0)
+    assert wing.service.pipeline.scheduler.pending(s.id) == 2 and not writing.done()
+    assert s.assembler.received <= 3 * PART + 256 * 1024  # the socket is paused, not buffered
+    gate.set()
+    await writing
+    assert most <= 2 and s.state == COMPLETED
+
+
+# --- ambiguity, decided from Notion's state -----------------------------------------------------
+
+@pytest.mark.parametrize("operation", ["create", "send", "complete", "attach"])
+@pytest.mark.parametrize("outcome", ["ambiguous", "junk", "timeout"])
+async def test_a_call_notion_did_is_never_done_twice(wing, operation, outcome):
+    wing.notion.script(operation, outcome)
+    data = payload(BIG)
+    upload_id = await upload(wing, data)
+    s = wing.service.live[upload_id]
+    assert s.state == COMPLETED
+    assert len(wing.notion.uploads) == 1, "a second Notion upload was created"
+    assert len(wing.notion.blocks[PAGE]) == 1, "a second block was appended"
+    assert wing.notion.calls["complete"] == 1 and stored(wing, upload_id) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("outcome", ["ambiguous", "timeout", "reset", "lost"])
+async def test_a_single_part_send_is_decided_from_notions_state(wing, outcome):
+    wing.notion.script("send", outcome)
+    data = payload(1000)
+    upload_id = await upload(wing, data)
+    assert wing.service.live[upload_id].state == COMPLETED
+    done_at_first = outcome in ("ambiguous", "timeout")
+    assert wing.notion.calls["send"] == (1 if done_at_first else 2)
+
+
+@pytest.mark.parametrize("operation", ["create", "complete", "attach"])
+async def test_a_call_notion_did_not_do_is_done_again(wing, operation):
+    wing.notion.script(operation, "lost", "reset")
+    upload_id = await upload(wing, payload(BIG))
+    assert wing.service.live[upload_id].state == COMPLETED
+    assert wing.notion.calls[operation] == 3
+    assert len(wing.notion.uploads) == 1 and len(wing.notion.blocks[PAGE]) == 1
+
+
+async def test_an_append_whose_request_may_still_land_waits_for_notion_to_settle(tmp_path):
+    wing = build_wing(tmp_path / "spool", settle_s=60)
+    original = wing.notion.append_file_block
+    landing: list[asyncio.Task] = []
+
+    async def lands_late(page: str, fid: str, block_type: str):
+        wing.notion.calls["attach"] += 1
+        landing.append(asyncio.ensure_future(lands_after(page, fid, block_type)))
+        raise __import__("engine.notion").notion.Failure("timeout", "stalled", operation="attach")
+
+    async def lands_after(page: str, fid: str, block_type: str):
+        await wing.clock.sleep(20)  # Notion finishes it 20 s later
+        wing.notion.append_file_block = original  # type: ignore[method-assign]
+        await original(page, fid, block_type)
+
+    wing.notion.append_file_block = lands_late  # type: ignore[method-assign]
+    upload_id = await upload(wing, payload(100))
+    await asyncio.gather(*landing)
+    assert wing.service.live[upload_id].state == COMPLETED
+    assert len(wing.notion.blocks[PAGE]) == 1
+
+
+async def test_an_unreadable_state_leaves_the_upload_resumable_and_a_resume_finishes_it(wing):
+    wing.notion.script("complete", "ambiguous")
+    wing.notion.script("retrieve", *["lost"] * 20)
+    data = payload(BIG)
+    s = await wing.service.create(filename="a.txt", size=len(data), content_type="text/plain")
+    with pytest.raises(UploadFailed) as failed:
+        await send(wing, s.id, data)
+    assert failed.value.details["can_resume"] is True and s.state == FAILED and s.record.can_resume
+    wing.notion.scripts["retrieve"].clear()
+    await send(wing, s.id, data[-1:], offset=len(data) - 1)  # the client re-sends the last byte
+    assert s.state == COMPLETED and wing.notion.calls["complete"] == 2  # the second was refused, then checked
+    assert len(wing.notion.blocks[PAGE]) == 1
+
+
+async def test_notion_holding_other_bytes_is_never_completed(wing):
+    original = wing.notion.complete
+
+    async def truncating_complete(fid: str):
+        wing.notion.uploads[fid].parts[1] = wing.notion.uploads[fid].parts[1][:-1]
+        return await original(fid)
+
+    wing.notion.complete = truncating_complete  # type: ignore[method-assign]
+    s = await wing.service.create(filename="a.txt", size=BIG, content_type="text/plain")
+    with pytest.raises(UploadFailed) as failed:
+        await send(wing, s.id, payload(BIG))
+    assert failed.value.details["can_resume"] is False and "does not hold the file" in s.record.error
+    assert s.state == FAILED and not wing.notion.blocks[PAGE]
+
+
+# --- failing, resuming, expiring ----------------------------------------------------------------
+
+async def test_a_part_that_runs_out_of_retries_is_resumed_by_the_next_request(wing):
+    wing.notion.script("send", *["lost"] * 7)  # one try and six retries
+    data = payload(1000)
+    s = await wing.service.create(filename="a.txt", size=len(data), content_type="text/plain")
+    with pytest.raises(UploadFailed):
+        await send(wing, s.id, data)
+    assert s.state == FAILED and s.record.can_resume and s.failed_parts
+    await send(wing, s.id, data[-1:], offset=len(data) - 1)
+    assert s.state == COMPLETED and stored(wing, s.id) == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_refusal_for_good_is_final(wing):
+    wing.notion.script("send", "refused")
+    s = await wing.service.create(filename="a.txt", size=100, content_type="text/plain")
+    with pytest.raises(UploadFailed) as failed:
+        await send(wing, s.id, payload(100))
+    assert failed.value.details["can_resume"] is False
+    with pytest.raises(UploadFailed):
+        wing.service.begin_write(s, 99)
+
+
+async def test_expiry_is_notions_word_not_our_clock(wing):
+    s = await wing.service.create(filename="a.txt", size=2 * PART, content_type="text/plain")
+    await send(wing, s.id, payload(PART))
+    wing.clock.advance(4 * 3600)  # our clock says long expired; Notion still says pending
+    await wing.service.sweep()
+    assert s.state == RECEIVING
+    wing.notion.uploads[s.record.notion_file_upload_id].status = "expired"
+    await wing.service.sweep()
+    assert s.state == EXPIRED and s.id not in wing.service.live
+    with pytest.raises(UploadGone):
+        await wing.service.get(s.id)
+
+
+async def test_reading_an_upload_never_writes_its_state(wing):
+    s = await wing.service.create(filename="a.txt", size=2 * PART, content_type="text/plain")
+    wing.clock.advance(4 * 3600)
+    saves = wing.store.saves
+    got = await wing.service.get(s.id)
+    wing.service.check_expiry(got)
+    assert wing.store.saves == saves and got.state == s.state
+
+
+async def test_terminate_makes_the_upload_gone(wing):
+    s = await wing.service.create(filename="a.txt", size=2 * PART, content_type="text/plain")
+    await wing.service.terminate(s)
+    assert s.id not in wing.service.live and not wing.store.records
+    with pytest.raises(UploadGone):
+        wing.service.begin_write(s, 0)
+
+
+# --- stores, instances, disks ----------------------------------------------------------------------
+
+async def test_a_part_is_durable_only_once_its_checkpoint_is_stored(wing):
+    s = await wing.service.create(filename="a.txt", size=BIG, content_type="text/plain")
+    wing.store.down = True
+    writing = asyncio.ensure_future(send(wing, s.id, payload(BIG)))
+    for _ in range(300):
+        await asyncio.sleep(0)
+    assert wing.notion.calls["send"] >= 1 and not s.durable and s.durable_offset == 0
+    wing.store.down = False
+    await writing
+    assert s.durable == {1, 2, 3, 4, 5} and s.state == COMPLETED
+
+
+async def test_redis_that_forgot_everything_gets_our_uploads_back(wing):
+    s = await wing.service.create(filename="a.txt", size=BIG, content_type="text/plain")
+    await send(wing, s.id, payload(2 * PART))
+    await until(lambda: s.durable == {1, 2})
+    await wing.service.maintain()
+    wing.store.forget_everything()
+    await wing.service.maintain()
+    assert wing.store.records[s.id]["state"] == "receiving" and wing.store.parts[s.id] == {1, 2}
+    assert ("STORE_AMNESIA", {"uploads": 1}) in wing.events and not wing.store.restoring
+
+
+async def test_an_upload_held_by_another_instance_is_busy(tmp_path, wing):
+    s = await wing.service.create(filename="a.txt", size=2 * PART, content_type="text/plain")
+    other = build_wing(tmp_path / "other", clock=wing.clock, notion=wing.notion, store=wing.store,
+                       locks=MemoryOwnership("b", wing.locks))
+    with pytest.raises(UploadBusy):
+        await other.service.claim(s.id)
+    assert s.id in wing.locks.handoffs
+
+
+async def test_a_full_disk_keeps_what_was_counted(wing, monkeypatch):
+    s = await wing.service.create(filename="a.txt", size=2 * PART, content_type="text/plain")
+    writer = wing.service.begin_write(await wing.service.claim(s.id), 0)
+    writer.write(payload(1000))
+    real_write = os.write
+
+    def full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    writer.write(payload(5000))
+    monkeypatch.setattr(os, "write", real_write)
+    with pytest.raises(InsufficientStorage) as refused:
+        await writer.finish()
+    assert refused.value.details["can_resume"] and s.assembler.received == 1000
+    await send(wing, s.id, payload(2 * PART)[1000:], offset=1000)
+    assert s.state == COMPLETED and stored(wing, s.id) == hashlib.sha256(payload(2 * PART)).hexdigest()
+
+
+async def test_a_checksum_mismatch_keeps_nothing_of_the_request(wing):
+    s = await wing.service.create(filename="a.txt", size=2 * PART, content_type="text/plain")
+    writer = wing.service.begin_write(await wing.service.claim(s.id), 0, hold=True)
+    writer.write(payload(PART + 100))
+    with pytest.raises(ChecksumMismatch):
+        await writer.finish(checksum_ok=False)
+    assert s.assembler.received == 0 and wing.notion.calls["send"] == 0
+
+
+async def test_a_completed_upload_accepts_only_its_final_offset(wing):
+    upload_id = await upload(wing, payload(100))
+    s = wing.service.live[upload_id]
+    await wing.service.begin_write(s, 100).finish()
+    with pytest.raises(OffsetMismatch):
+        wing.service.begin_write(s, 50)
