@@ -47,6 +47,10 @@ class ApiHandler(tornado.web.RequestHandler):
 
     # HTTP method -> endpoint name (names used by faults and stats); other methods are 400.
     ENDPOINTS: ClassVar[dict[str, str]] = {}
+    # The Notion-Versions that have this path: from SINCE_VERSION on, before UNTIL_VERSION
+    # (the data source endpoints came with 2025-09-03, which retired database query).
+    SINCE_VERSION: ClassVar[str | None] = None
+    UNTIL_VERSION: ClassVar[str | None] = None
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
     def initialize(self, emu: Emulator) -> None:
@@ -163,6 +167,10 @@ class ApiHandler(tornado.web.RequestHandler):
                 f"of {', '.join(sorted(KNOWN_VERSIONS))}, instead was `{version}`."
             )
         self.version = version
+        if (self.SINCE_VERSION and version < self.SINCE_VERSION) or (
+            self.UNTIL_VERSION and version >= self.UNTIL_VERSION
+        ):
+            raise errors.invalid_request_url()
         retry_after_s = emu.limiter.check(token)
         if retry_after_s:
             emu.stats.rate_limited += 1

@@ -6,7 +6,7 @@ import logging
 
 import tornado.web
 
-from . import api, control, pages
+from . import api, control, databases, pages
 from .config import EmulatorConfig
 from .faults import FaultInjector, FaultPlan, Outage
 from .ratelimit import RateLimiter
@@ -60,6 +60,10 @@ def make_app(emu: Emulator) -> tornado.web.Application:
         (rf"/v1/pages/{uuidish}", pages.PageHandler, kw),
         (rf"/v1/blocks/{uuidish}", pages.BlockHandler, kw),
         (rf"/v1/blocks/{uuidish}/children", pages.BlockChildrenHandler, kw),
+        (rf"/v1/databases/{uuidish}", databases.DatabaseHandler, kw),
+        (rf"/v1/databases/{uuidish}/query", databases.DatabaseQueryHandler, kw),
+        (rf"/v1/data_sources/{uuidish}", databases.DataSourceHandler, kw),
+        (rf"/v1/data_sources/{uuidish}/query", databases.DataSourceQueryHandler, kw),
         (r"/_emulator/health", control.HealthHandler, kw),
         (r"/_emulator/uploads", control.UploadsHandler, kw),
         (rf"/_emulator/uploads/{uuidish}", control.UploadHandler, kw),
@@ -71,6 +75,8 @@ def make_app(emu: Emulator) -> tornado.web.Application:
         (r"/_emulator/outage", control.OutageHandler, kw),
         (r"/_emulator/clock", control.ClockHandler, kw),
         (r"/_emulator/plan", control.PlanHandler, kw),
+        (r"/_emulator/databases", control.DatabasesHandler, kw),
+        (rf"/_emulator/databases/{uuidish}/rows", control.DatabaseRowsHandler, kw),
         (r"/_emulator/.*", control.UnknownControlHandler, kw),
         (r"/.*", api.UnknownRouteHandler, kw),
     ]

@@ -7,8 +7,8 @@ What the emulator takes (and refuses everything else with a message that says so
 - rich text: `text` items (`content` ≤ 2000 characters, optional `link` and `annotations`),
   returned in Notion's full shape (`type`, `text`, `annotations`, `plain_text`, `href`);
 - pages: under a page (`parent.page_id`), with a `title` property, `children`, and an emoji or
-  external `icon`/`cover`. There are no databases: a `database_id`/`data_source_id` parent is
-  404 object_not_found, as Notion answers for one the integration cannot see.
+  external `icon`/`cover`; or rows of a database (`parent.database_id`/`data_source_id`),
+  whose properties are checked against the data source's schema (properties.py).
 """
 from __future__ import annotations
 
@@ -202,8 +202,10 @@ _PAGE_UPDATE_KEYS = {"properties", "icon", "cover", "in_trash", "archived"}
 
 @dataclass(frozen=True)
 class PageSpec:
+    parent_kind: str  # page_id | database_id | data_source_id
     parent_id: str
-    title: list[dict[str, Any]]
+    title: list[dict[str, Any]]  # under a page; a row's title is among `properties`
+    properties: dict[str, Any]  # as given (a row's: checked against its schema)
     children: list[ChildSpec]
     icon: dict[str, Any] | None
     cover: dict[str, Any] | None
@@ -220,16 +222,20 @@ def parse_page_create(body: dict[str, Any]) -> PageSpec:
         raise validation_error(
             "body failed validation: the emulator creates pages under a page only (parent.page_id)."
         )
+    _only_keys(parent, {"type", kind}, "body.parent")
     parent_id = normalize_uuid(parent[kind]) if isinstance(parent[kind], str) else None
     if parent_id is None:
         raise _fail(f"body.parent.{kind}", "should be a valid uuid", parent[kind])
-    if kind != "page_id":
-        # No databases here: like one that is not shared with the integration.
-        raise errors.object_not_found("database" if kind == "database_id" else "data source", parent_id)
-    title = _title(body.get("properties", {}))
+    properties = _object(body.get("properties", {}), "body.properties")
+    title = _title(properties) if kind == "page_id" else None
     children = parse_children(body.get("children", []), "body.children")
-    return PageSpec(parent_id, title or [], children, _icon(body.get("icon"), "body.icon"),
-                    _cover(body.get("cover"), "body.cover"))
+    return PageSpec(kind, parent_id, title or [], properties, children,
+                    _icon(body.get("icon"), "body.icon"), _cover(body.get("cover"), "body.cover"))
+
+
+def page_title(properties: Any) -> list[dict[str, Any]] | None:
+    """The title of a page under a page (None when `properties` does not set it)."""
+    return _title(properties)
 
 
 def _title(properties: Any) -> list[dict[str, Any]] | None:
@@ -290,7 +296,7 @@ def parse_trash(body: dict[str, Any]) -> bool | None:
 @dataclass(frozen=True)
 class PageUpdate:
     in_trash: bool | None
-    title: list[dict[str, Any]] | None
+    properties: dict[str, Any] | None  # as given: checked by the page's kind (page, or row)
     icon: dict[str, Any] | None
     cover: dict[str, Any] | None
     sets_icon: bool
@@ -299,10 +305,10 @@ class PageUpdate:
 
 def parse_page_update(body: dict[str, Any]) -> PageUpdate:
     _only_keys(body, _PAGE_UPDATE_KEYS, "body")
-    title = _title(body["properties"]) if "properties" in body else None
+    properties = _object(body["properties"], "body.properties") if "properties" in body else None
     return PageUpdate(
         in_trash=parse_trash(body),
-        title=title,
+        properties=properties,
         icon=_icon(body.get("icon"), "body.icon"),
         cover=_cover(body.get("cover"), "body.cover"),
         sets_icon="icon" in body,

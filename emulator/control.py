@@ -3,14 +3,15 @@ limit, no faults). Errors here are plain `{"error": "..."}` bodies, not Notion's
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from . import errors, objects, rules
+from . import blocks, errors, objects, properties, rules
 from .config import PLAN_MAX_FILE_BYTES
 from .faults import FaultConfigError, FaultPlan, STATUS_KINDS
-from .store import Upload
+from .store import Block, Database, DataSource, PropertyDef, Upload
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -109,12 +110,13 @@ class FileHandler(ControlHandler):
 
 
 class BlobHandler(FileHandler):
-    """GET the bytes behind a media block's file URL (`/_emulator/blobs/<blob id>/<name>`):
-    the URL names the block's own opaque id, never the file upload's."""
+    """GET the bytes behind a file URL (`/_emulator/blobs/<blob id>/<name>`) of a media block
+    or of a `files` property entry: the URL names an opaque id of its own, never the file
+    upload's."""
 
     async def get(self, blob_id: str, _filename: str) -> None:  # type: ignore[override]
-        found = self.emu.store.find_blob(blob_id) if blob_id else None
-        upload = self.emu.store.get(found.upload_id) if found and found.upload_id else None
+        upload_id = self.emu.store.find_blob(blob_id) if blob_id else None
+        upload = self.emu.store.get(upload_id) if upload_id else None
         if upload is None:
             raise tornado.web.HTTPError(404, f"no file {blob_id}")
         await self.send_file(upload)
@@ -218,3 +220,132 @@ class PlanHandler(ControlHandler):
 class UnknownControlHandler(ControlHandler):
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404, f"no control endpoint {self.request.path}")
+
+
+class DatabasesHandler(ControlHandler):
+    """Make a database with one data source (Notion's API makes databases too, but a relay
+    is given existing ones: this stands for the person who made it in the Notion app)."""
+
+    KEYS = {"title", "parent_page_id", "properties"}
+
+    def get(self) -> None:
+        store = self.emu.store
+        self.send_json(
+            {
+                "databases": [
+                    {
+                        "id": db.id,
+                        "data_source_id": db.data_source_ids[0],
+                        "title": objects.plain_text(db.title),
+                        "parent_page_id": db.parent_page_id,
+                        "in_trash": store.database_in_trash(db),
+                        "rows": len(store.blocks(db.data_source_ids[0])),
+                    }
+                    for db in store.databases.values()
+                ]
+            }
+        )
+
+    def post(self) -> None:
+        store = self.emu.store
+        body = self.json_body()
+        unknown = sorted(set(body) - self.KEYS)
+        if unknown:
+            raise tornado.web.HTTPError(400, f"unknown keys {', '.join(unknown)}; known: {', '.join(sorted(self.KEYS))}")
+        title = body.get("title", "Untitled")
+        if not isinstance(title, str) or len(title) > blocks.MAX_TEXT_CHARS:
+            raise tornado.web.HTTPError(400, f"title must be a string of at most {blocks.MAX_TEXT_CHARS} characters")
+        try:
+            schema = properties.parse_schema(body.get("properties"))
+        except ValueError as e:
+            raise tornado.web.HTTPError(400, str(e)) from None
+        parent_page_id = body.get("parent_page_id")
+        parent_block = None
+        if parent_page_id is not None:
+            found = rules.normalize_uuid(parent_page_id) if isinstance(parent_page_id, str) else None
+            if found is None:
+                raise tornado.web.HTTPError(400, "parent_page_id must be a page id (a UUID)")
+            parent_page_id = found
+            parent_block = store.find_block(found)
+            if found in store.databases or found in store.data_sources or (
+                parent_block is not None and parent_block.type != "child_page"
+            ):
+                raise tornado.web.HTTPError(400, f"parent_page_id {found} is not a page")
+            if parent_block is not None and parent_block.in_trash:
+                raise tornado.web.HTTPError(400, f"page {found} is in the trash")
+        now = self.emu.clock.now()
+        rich = blocks.rich_text([{"text": {"content": title}}] if title else [], "title")
+        creator = objects.workspace_member_id()
+        taken: set[str] = set()
+        props = []
+        for name, kind in schema:
+            prop_id = "title" if kind == "title" else properties.new_property_id(taken)
+            taken.add(prop_id)
+            props.append(PropertyDef(id=prop_id, name=name, type=kind))
+        database_id, source_id = str(uuid.uuid4()), str(uuid.uuid4())
+        source = DataSource(
+            id=source_id, database_id=database_id, title=list(rich), properties=props,
+            created_at=now, creator_id=creator,
+        )
+        database = Database(
+            id=database_id, title=list(rich), parent_page_id=parent_page_id, created_at=now,
+            creator_id=creator, data_source_ids=[source_id],
+        )
+        block = None
+        if parent_page_id is not None:
+            # Under a page, a database is also a child_database block of it (as in Notion).
+            block = Block(
+                id=database_id, page_id=parent_page_id, type="child_database", upload_id=None,
+                created_at=now, creator_bot_id=creator, caption=[], name=None,
+                content={"title": list(rich)},
+            )
+        store.add_database(database, [source], block)
+        self.send_json(
+            {
+                "id": database_id,
+                "data_source_id": source_id,
+                "properties": {p.name: {"id": p.id, "type": p.type} for p in props},
+            }
+        )
+
+
+class DatabaseRowsHandler(ControlHandler):
+    """The rows of a database (by its id or its data source's), oldest first, trashed ones
+    included, with the upload behind each file (which Notion's API never shows)."""
+
+    def get(self, raw_id: str) -> None:
+        store = self.emu.store
+        found = rules.normalize_uuid(raw_id)
+        database = store.databases.get(found or "")
+        source = store.data_sources.get(found or "")
+        if database is not None:
+            source = store.data_sources[database.data_source_ids[0]]
+        if source is None:
+            raise tornado.web.HTTPError(404, f"no database or data source {raw_id}")
+        rows = []
+        for row in store.blocks(source.id):
+            if row.type != "child_page":
+                continue
+            values: dict[str, Any] = {}
+            stored = row.content.get("properties", {})
+            for prop in source.properties:
+                value = row.content.get("title", []) if prop.type == "title" else stored.get(prop.id)
+                if prop.type in ("title", "rich_text"):
+                    value = objects.plain_text(value or [])
+                elif prop.type == "files":
+                    value = [
+                        {k: v for k, v in entry.items() if k in ("name", "upload_id", "external_url")}
+                        for entry in value or []
+                    ]
+                elif prop.type == "checkbox":
+                    value = bool(value)
+                values[prop.name] = value
+            rows.append(
+                {
+                    "id": row.id,
+                    "created_time": objects.iso(row.created_at),
+                    "in_trash": row.in_trash,
+                    "properties": values,
+                }
+            )
+        self.send_json({"database_id": source.database_id, "data_source_id": source.id, "rows": rows})

@@ -39,6 +39,10 @@ ENDPOINTS: tuple[str, ...] = (
     "retrieve_block",
     "update_block",
     "delete_block",
+    "retrieve_database",
+    "query_database",
+    "retrieve_data_source",
+    "query_data_source",
 )
 
 STATUS_KINDS: tuple[str, ...] = ("500", "502", "503", "504", "409", "429", "529")

@@ -1,4 +1,5 @@
-"""Upload records, blocks and the wall clock (in memory, journaled) and part files (on disk).
+"""Upload records, blocks, databases and the wall clock (in memory, journaled) and part files
+(on disk).
 
 Everything lives under --data-dir and survives a restart, a crash (SIGKILL) included:
 
@@ -130,6 +131,52 @@ class Block(Persistent):
     blob_id: str | None = None  # media blocks: the opaque id in their file URL
 
 
+@dataclass
+class PropertyDef:
+    """One property of a data source's schema (a column)."""
+
+    id: str  # Notion's short id, URL-encoded as Notion shows it; "title" for the title
+    name: str
+    type: str  # title | rich_text | files | number | checkbox | url | email | phone_number
+
+
+@dataclass
+class Database(Persistent):
+    """A database: a container of data sources (here: made by `POST /_emulator/databases`).
+
+    Under a page it is also a `child_database` block of that page (a Block with its id), as
+    Notion lists it among the page's children; that block's `in_trash` is the database's."""
+
+    KIND = "database"
+
+    id: str
+    title: list[Any]  # rich text, response shape
+    parent_page_id: str | None  # None: a workspace-level database
+    created_at: float
+    creator_id: str  # the workspace member who made it (a user id, not a bot)
+    data_source_ids: list[str] = field(default_factory=list)
+    last_edited_at: float | None = None
+
+
+@dataclass
+class DataSource(Persistent):
+    """A data source (a table) of a database: its property schema. Its rows are pages kept as
+    `child_page` Blocks with `parent_type` "data_source_id" and `page_id` = this id."""
+
+    KIND = "data_source"
+
+    id: str
+    database_id: str
+    title: list[Any]  # rich text, response shape
+    properties: list[PropertyDef]  # in schema order
+    created_at: float
+    creator_id: str
+    last_edited_at: float | None = None
+
+    def title_property(self) -> PropertyDef:
+        return next(p for p in self.properties if p.type == "title")
+
+
 class UploadStore:
     def __init__(self, data_dir: Path, clock: WallClock, compact_bytes: int = DEFAULT_COMPACT_BYTES) -> None:
         self.root = data_dir / "uploads"
@@ -140,6 +187,8 @@ class UploadStore:
         clocks = self.journal.collection(WallClock)
         self.uploads: dict[str, Upload] = self.journal.collection(Upload)
         self.blocks_by_id: dict[str, Block] = self.journal.collection(Block)
+        self.databases: dict[str, Database] = self.journal.collection(Database)
+        self.data_sources: dict[str, DataSource] = self.journal.collection(DataSource)
         self.journal.load()
         # Derived state, rebuilt from the records.
         saved = clocks.get(clock.id)
@@ -278,10 +327,32 @@ class UploadStore:
         """A block (or a page created through the API) by its id."""
         return self.blocks_by_id.get(block_id)
 
-    def find_blob(self, blob_id: str) -> Block | None:
-        """The media block whose file URL carries this opaque blob id."""
-        for blocks in self.blocks_by_page.values():
-            for b in blocks:
-                if b.blob_id == blob_id:
-                    return b
+    def find_blob(self, blob_id: str) -> str | None:
+        """The id of the file upload behind a file URL's opaque blob id: a media block's, or
+        an entry of a `files` property of a database row."""
+        for b in self.blocks_by_id.values():
+            if b.blob_id == blob_id:
+                return b.upload_id
+            for value in b.content.get("properties", {}).values():
+                if isinstance(value, list):
+                    for entry in value:
+                        if isinstance(entry, dict) and entry.get("blob_id") == blob_id:
+                            return entry.get("upload_id")
         return None
+
+    # --- databases -----------------------------------------------------------------------
+
+    def add_database(self, database: Database, sources: list[DataSource], block: Block | None) -> None:
+        """A new database with its data sources (and its child_database block), as one line."""
+        with self.journal.batch():
+            for source in sources:
+                self.journal.add(source)
+            self.journal.add(database)
+            if block is not None:
+                self.journal.add(block)
+        if block is not None:
+            self.blocks_by_page.setdefault(block.page_id, []).append(block)
+
+    def database_in_trash(self, database: Database) -> bool:
+        block = self.blocks_by_id.get(database.id)
+        return block is not None and block.in_trash
