@@ -40,7 +40,7 @@ from engine.looplag import LoopLagMonitor
 from engine.metrics import RelayMetrics, Sources
 from engine.notion import NotionClient, Timeouts
 from engine.quotas import Quotas
-from engine.resources import AdaptiveLimiter, ResourceSampler, Thresholds
+from engine.resources import AdaptiveLimiter, IntakePacer, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
 from engine.scheduler import PartScheduler
 from engine.store import CheckpointStore
@@ -135,6 +135,10 @@ class Relay:
         scheduler = PartScheduler(limit=lambda: limiter.workers)
         self.scheduler = scheduler
         self.limiter = limiter
+        # Reads from clients are paced while the CPU quota is nearly used up, so the loop stays
+        # responsive (health, new requests); the intake asks it for every body chunk: pacer.take(n).
+        pacer = IntakePacer(self.clock, lambda: limiter.last.cpu_limit_cores if limiter.last else 1.0)
+        self.pacer = pacer
 
         def upload_outcome(event: str, fields: dict[str, Any]) -> None:
             if event == "UPLOAD_COMPLETE":
@@ -170,8 +174,10 @@ class Relay:
                             store, store_kind, s.max_concurrent_uploads, s.queue_size_limit, looplag=self.looplag,
                             admission=admission)
         self.system = system
+        system.pacer = pacer
         metrics = RelayMetrics(Sources(service, [notion_breaker, upload_breaker], budget, limiter, scheduler, store,
                                        self.looplag, admission=admission))
+        metrics.sources.pacer = pacer
         listeners.append(metrics.on_event)
         pressure = PressureWatch(emit)
 
@@ -184,6 +190,7 @@ class Relay:
 
         self.loops = [
             PeriodicCallback(lambda: asyncio.ensure_future(tick()), s.metrics_interval_s * 1000),
+            PeriodicCallback(pacer.tick, pacer.window_s * 1000),
             PeriodicCallback(lambda: asyncio.ensure_future(service.maintain()), OWNERSHIP_INTERVAL_S * 1000),
             PeriodicCallback(lambda: asyncio.ensure_future(service.sweep()), s.cleanup_interval_s * 1000),
         ]

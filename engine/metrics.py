@@ -66,6 +66,7 @@ class Sources:
     store: Store
     looplag: LoopLagMonitor | None = None
     admission: Any | None = None  # engine.admission.Admission: spool disk, backlog, refusals
+    pacer: Any | None = None  # engine.resources.IntakePacer
 
 
 class RelayMetrics:
@@ -161,6 +162,7 @@ class _LiveCollector(Collector):
         yield from self._resources(s)
         yield from self._lag(s.looplag)
         yield from self._admission(s.admission)
+        yield from self._pacer(s.pacer)
 
     @staticmethod
     def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -249,6 +251,17 @@ class _LiveCollector(Collector):
         for reason in ADMISSION_REASONS:
             refused.add_metric([reason], adm["refused"].get(reason, 0))
         yield refused
+
+    def _pacer(self, pacer: Any | None) -> Iterator[Metric]:
+        if pacer is None:
+            return
+        snap = pacer.snapshot()
+        yield self._gauge("relay_intake_paced", "1 while reads from clients are paced (the CPU quota is nearly "
+                          "used up)", 1 if snap["paced"] else 0)
+        yield self._gauge("relay_intake_rate_limit_bytes", "The pace of reads from clients, bytes/s (0: not paced)",
+                          (snap["rate_mib_per_s"] or 0) * 2**20)
+        yield self._gauge("relay_cpu_share_of_quota", "CPU the process used over the pacer's last window, as a "
+                          "share of what it may use (the cgroup quota, at most one core)", snap["cpu_share"])
 
     def _lag(self, monitor: LoopLagMonitor | None) -> Iterator[Metric]:
         if monitor is None:

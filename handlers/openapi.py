@@ -141,7 +141,12 @@ HEALTH_COMPONENTS = obj({
         "memory_usage_mb": NUMBER, "memory_usage_percent": NUMBER, "rss_mb": NUMBER, "cpu_usage_percent": NUMBER,
         "active_uploads": COUNT, "optimal_workers": COUNT, "resource_state": {"enum": RESOURCE_STATES},
         "thresholds_mb": obj({"low_mb": NUMBER, "medium_mb": NUMBER, "high_mb": NUMBER, "critical_mb": NUMBER}),
-    }),
+        "intake": obj({"paced": BOOLEAN, "rate_mib_per_s": nullable(NUMBER), "cpu_share": NUMBER,
+                       "paced_windows": COUNT},
+                      description="Reads from clients, paced while the CPU quota is nearly used up "
+                                  "(engine/resources.py IntakePacer); `cpu_share` is of the usable CPU."),
+    }, required=["status", "memory_usage_mb", "memory_usage_percent", "rss_mb", "cpu_usage_percent",
+                 "active_uploads", "optimal_workers", "resource_state", "thresholds_mb"]),
     "circuit_breakers": obj({"status": {"enum": ["healthy", "degraded"]},
                              "breakers": {"type": "array", "items": ref("Breaker")}}),
     "checkpoint_manager": obj({

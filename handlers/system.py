@@ -32,6 +32,7 @@ class SystemView:
     queue_size_limit: int | None
     looplag: LoopLagMonitor | None = None
     admission: Admission | None = None
+    pacer: Any | None = None  # engine.resources.IntakePacer
 
     def active_uploads(self) -> int:
         return sum(1 for s in self.service.live.values() if s.record.state not in FINAL_STATES)
@@ -80,6 +81,7 @@ class SystemView:
                     "optimal_workers": self.limiter.workers,
                     "resource_state": self.limiter.state,
                     "thresholds_mb": {k: round(v, 1) for k, v in vars(self.limiter.thresholds).items()},
+                    **({"intake": self.pacer.snapshot()} if self.pacer is not None else {}),
                 },
                 "circuit_breakers": {
                     "status": "healthy" if breakers_ok else "degraded",
