@@ -574,3 +574,23 @@ def test_media_blocks_take_and_return_captions(client: NotionClient) -> None:
                                                      "caption": "not rich text"}}]}
     r = client.request("PATCH", f"/v1/blocks/{page['id']}/children", bad)
     assert r.status_code == 400 and error_code(r) == "validation_error"
+
+
+def test_a_trashed_database_takes_no_rows_until_restored(client: NotionClient, emu: EmulatorProcess) -> None:
+    page = new_page(client)
+    made = make_database(emu, parent_page_id=page["id"])
+    db_id, source_id = made["id"], made["data_source_id"]
+    trashed = client.request("DELETE", f"/v1/blocks/{db_id}")  # as Notion's own clean-up does
+    assert trashed.status_code == 200 and trashed.json()["type"] == "child_database"
+    assert client.request("GET", f"/v1/databases/{db_id}").json()["in_trash"] is True
+    assert client.request("GET", f"/v1/data_sources/{source_id}").json()["in_trash"] is True
+    r = client.request("POST", "/v1/pages", row_body(source_id, "x"))
+    assert r.status_code == 400 and error_code(r) == "validation_error"
+    assert client.request("PATCH", f"/v1/blocks/{db_id}", {"in_trash": False}).status_code == 200
+    new_row(client, source_id, "x")
+    # a database holds rows, not block children
+    for method, body in (("GET", None), ("PATCH", {"children": [{"paragraph": {"rich_text": text("hi")}}]})):
+        r = client.request(method, f"/v1/blocks/{db_id}/children", body)
+        assert r.status_code == 400 and error_code(r) == "validation_error", method
+        r = client.request(method, f"/v1/blocks/{source_id}/children", body)
+        assert r.status_code == 404 and error_code(r) == "object_not_found", method
