@@ -646,10 +646,11 @@ class Item {
         element("span", { className: "size", text: formatBytes(this.file.size) }),
         this.stateEl),
       this.bar,
-      this.numbersEl,
       this.messageEl,
       this.resultEl,
-      element("div", { className: "actions" }, this.mainButton, this.sideButton));
+      element("div", { className: "upload-foot" },
+        this.numbersEl,
+        element("div", { className: "actions" }, this.mainButton, this.sideButton)));
   }
 
   get known() {
@@ -729,6 +730,7 @@ class Item {
       words += seconds > 0 ? ` Trying again in ${seconds} s.` : " Trying again now…";
     }
     if (this.messageEl.textContent !== words) this.messageEl.textContent = words;
+    scheduleTotal();
   }
 
   // --- the tus upload ---------------------------------------------------------------------
@@ -1084,6 +1086,17 @@ function refreshTotal() {
   $("#total-rate").textContent = rateWords(counted);
 }
 
+// The total follows every row's change, once per turn of the event loop.
+let totalPending = false;
+function scheduleTotal() {
+  if (totalPending) return;
+  totalPending = true;
+  queueMicrotask(() => {
+    totalPending = false;
+    refreshTotal();
+  });
+}
+
 // "12.3 MiB/s · about 6 s left": the time left is until Notion holds everything, from whichever
 // is slower, sending (the speed shown while bytes are left to send) or Notion storing them.
 function rateWords(counted) {
@@ -1095,7 +1108,9 @@ function rateWords(counted) {
   // While Notion is away no speed says anything about the time left.
   if (active.some((item) => item.state === "waiting" || item.notionAway)) return "Waiting for Notion…";
   if (toSend > 0 && send > 0) {
-    const left = Math.max(toSend / send, store > 0 ? toStore / store : 0);
+    // Until Notion has stored something, only the sending can be timed.
+    if (store <= 0) return `${formatBytes(Math.round(send))}/s · about ${formatDuration(toSend / send)} left to send`;
+    const left = Math.max(toSend / send, toStore / store);
     return `${formatBytes(Math.round(send))}/s · about ${formatDuration(left)} left`;
   }
   if (toSend === 0 && store > 0) return `${formatBytes(Math.round(store))}/s · about ${formatDuration(toStore / store)} left`;
