@@ -34,6 +34,7 @@ from engine.events import (
     configure_logging,
     configured_secrets,
 )
+from engine.grants import grant_access
 from engine.guard import NotionGuard
 from engine.locks import UploadLocks
 from engine.looplag import LoopLagMonitor
@@ -42,16 +43,17 @@ from engine.notion import NotionClient, Timeouts
 from engine.quotas import Quotas
 from engine.resources import AdaptiveLimiter, IntakePacer, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
-from engine.scheduler import PartScheduler
+from engine.upload.scheduler import PartScheduler
 from engine.store import CheckpointStore
-from engine.uploads import ServiceParts, UploadService
+from engine.webhooks import build_dispatcher
+from engine.upload.service import ServiceParts, UploadService
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
 from handlers.base import NotFoundHandler
 from handlers.metrics import MetricsHandler
 from handlers.openapi import OpenAPIHandler
 from handlers.limits import LimitsHandler
 from handlers.page import VENDOR_ROUTE, WEB_DIR, PageHandler, StaticHandler, VendorHandler
-from handlers.slowclients import BodyWatch, CappedHTTPServer
+from handlers.slowclients import LISTEN_BACKLOG, BodyWatch, CappedHTTPServer, fit_fd_limit
 from handlers.system import HealthHandler, SystemView
 from handlers.tus import TusCollectionHandler, TusUploadHandler
 from settings import Settings, SettingsError
@@ -147,7 +149,11 @@ class Relay:
                 upload_breaker.record_failure()
 
         listeners.append(upload_outcome)
-        access = Access(s.upload_tokens, s.observability_public, s.cors_origins, s.max_url_bytes)
+        access = Access(s.upload_tokens, s.observability_public, s.cors_origins, s.max_url_bytes,
+                        **grant_access(s, store, self.clock))
+        # Webhooks when an upload ends (WEBHOOK_URL): delivered from the outbox in Redis by
+        # whichever instance is alive; self.webhooks.outbox is where events are written.
+        self.webhooks = build_dispatcher(s, store, self.clock, emit)
         self.access = access
         quotas = Quotas(store, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
         service = UploadService(ServiceParts(
@@ -172,11 +178,11 @@ class Relay:
         service.admission = admission
         system = SystemView(self.clock, service, limiter, [notion_breaker, upload_breaker], budget, scheduler,
                             store, store_kind, s.max_concurrent_uploads, s.queue_size_limit, looplag=self.looplag,
-                            admission=admission)
+                            admission=admission, webhooks=self.webhooks)
         self.system = system
         system.pacer = pacer
         metrics = RelayMetrics(Sources(service, [notion_breaker, upload_breaker], budget, limiter, scheduler, store,
-                                       self.looplag, admission=admission))
+                                       self.looplag, admission=admission, webhooks=self.webhooks))
         metrics.sources.pacer = pacer
         listeners.append(metrics.on_event)
         pressure = PressureWatch(emit)
@@ -217,17 +223,21 @@ class Relay:
         app = self.build()
         s = self.settings
         # idle_connection_timeout is also Tornado's deadline for reading a request's headers.
-        self.server = CappedHTTPServer(app, max_connections=s.max_connections, max_body_size=JSON_BODY_LIMIT_BYTES,
+        # At the cap, the longest idle connection is closed to make room (handlers/slowclients.py).
+        self.server = CappedHTTPServer(app, max_connections=fit_fd_limit(s.max_connections),
+                                       max_body_size=JSON_BODY_LIMIT_BYTES,
                                        xheaders=False, idle_connection_timeout=s.header_timeout_s,
                                        chunk_size=BODY_CHUNK_BYTES, max_header_size=s.max_header_bytes,
                                        # a connection's read buffer: a few chunks, not Tornado's 100 MB
                                        max_buffer_size=4 * BODY_CHUNK_BYTES)
-        sockets = bind_sockets(s.port, address=s.host)
+        sockets = bind_sockets(s.port, address=s.host, backlog=LISTEN_BACKLOG)
         self.server.add_sockets(sockets)
         port = self.port = sockets[0].getsockname()[1]
         for loop in self.loops:
             loop.start()
         self.looplag.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self._install_signals()
         mode = "demo (Notion emulator)" if s.demo_mode else "notion"
         log.info("starting: mode=%s api=%s parent_page=%s", mode, s.notion_api_base, s.notion_parent_page_id)
@@ -278,6 +288,8 @@ class Relay:
             await asyncio.sleep(0.05)
         await self.service.flush(max(0.0, deadline - self.clock.monotonic()))
         await self.service.release_all()
+        if self.webhooks is not None:
+            await self.webhooks.stop(min(2.0, max(0.0, deadline - self.clock.monotonic())))
         await self.store.close()
         if self.service.idle():
             self.http.close()  # closing it under running transfers makes libcurl callbacks fail
@@ -294,7 +306,9 @@ def main() -> None:
         print(f"relay: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_format, configured_secrets(
-        settings.notion_token, [secret for _, secret in settings.upload_tokens], settings.redis_url))
+        settings.notion_token, [secret for _, secret in settings.upload_tokens], settings.redis_url,
+        grant_secret=settings.upload_grant_secret, webhook_secret=settings.webhook_secret,
+        webhook_url=settings.webhook_url))
     relay = Relay(settings)
     try:
         relay.start_embedded_redis()

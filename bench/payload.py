@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.partplan import PartPlan, plan_parts
+from engine.upload.partplan import PartPlan, plan_parts
 
 MiB = 2**20
 GiB = 2**30

@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterable, Protocol
 from engine.breaker import CircuitBreaker
 from engine.disk import HEALTHY, LOW, UNKNOWN, SpoolDisk
 from engine.errors import ServiceUnavailable
-from engine.partplan import PlanError, plan_parts
+from engine.upload.partplan import PlanError, plan_parts
 from engine.resources import AdaptiveLimiter
-from engine.session import FAILED, FINAL_STATES, FINALIZING
+from engine.upload.session import FAILED, FINAL_STATES, FINALIZING
 
 MIB = 2**20
 # DESIGN.md invariant 4: at most 2 parts per upload wait or are in flight; the part being

@@ -141,3 +141,13 @@ def clean_filename(name: str, content_type: str | None) -> str:
         stem = stem.encode("utf-8")[:keep].decode("utf-8", "ignore")
         name = f"{stem}{dot}{ext}"
     return name
+
+
+def block_type_for(content_type: str) -> str:
+    """The Notion block that shows a file of this type best (NOTION_API.md, attach)."""
+    major = content_type.split("/", 1)[0].lower()
+    if content_type.lower() == "application/pdf":
+        return "pdf"
+    if major in ("image", "audio", "video"):
+        return major
+    return "file"

@@ -10,9 +10,17 @@ from typing import Awaitable, Callable, TypeVar
 from engine.breaker import CircuitBreaker
 from engine.budget import Budget, OverBudget
 from engine.clock import Clock
-from engine.notion import Failure
+from engine.notion_answers import Failure
 
 T = TypeVar("T")
+
+
+class BreakerOpen(Failure):
+    """The breaker is open and the caller would rather be refused than wait (a new upload:
+    DESIGN.md, "while open, new uploads are refused with 503 + Retry-After")."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("connect", "Notion's circuit breaker is open", retry_after_s=retry_after_s)
 
 # A 429 without Retry-After still needs a pause (NOTION_API.md: wait, then retry).
 DEFAULT_RATE_LIMIT_PAUSE_S = 1.0
@@ -24,14 +32,16 @@ class NotionGuard:
         self.breaker = breaker
         self.budget = budget
 
-    async def run(self, call: Callable[[], Awaitable[T]], deadline: float | None = None) -> T:
+    async def run(self, call: Callable[[], Awaitable[T]], deadline: float | None = None,
+                  wait_if_open: bool = True) -> T:
         """Run `call` once the breaker and the budget let it. With a deadline (monotonic), a
         wait that would pass it fails at once as "never reached Notion" instead: a request with
-        a router cutting at 30 s must get its answer (503 + Retry-After) in time."""
+        a router cutting at 30 s must get its answer (503 + Retry-After) in time. Without
+        `wait_if_open`, an open breaker fails at once (BreakerOpen)."""
         while not self.breaker.allow():
             wait = max(0.05, self.breaker.retry_after_s())
-            if deadline is not None and self.clock.monotonic() + wait > deadline:
-                raise Failure("connect", "Notion's circuit breaker is open", retry_after_s=wait)
+            if not wait_if_open or (deadline is not None and self.clock.monotonic() + wait > deadline):
+                raise BreakerOpen(wait)
             await self.clock.sleep(wait)
         try:
             await self.budget.take(deadline)

@@ -7,8 +7,9 @@ import tornado.web
 
 from engine.auth import Access
 from engine.clock import iso8601
-from engine.session import COMPLETED
-from engine.uploads import UploadService, UploadSession
+from engine.upload.session import COMPLETED
+from engine.upload.service import UploadService
+from engine.upload.session import UploadSession
 from handlers.base import BaseHandler, refuse_while_draining
 from handlers.errors import RequestError
 from handlers.slowclients import BodyWatch
@@ -71,7 +72,7 @@ class CreateSessionHandler(BaseHandler):
     async def post(self) -> None:
         try:
             refuse_while_draining(self, self.service)
-            owner = self.owner()
+            owner = self.owner(creating=True)
             data = self.json_body()
             filename = data.get("filename")
             size = data.get("fileSize", data.get("file_size"))
@@ -82,8 +83,18 @@ class CreateSessionHandler(BaseHandler):
                 raise RequestError(400, "fileSize (a non-negative integer, in bytes) is required")
             if content_type is not None and not isinstance(content_type, str):
                 raise RequestError(400, "contentType must be a string")
-            session = await self.service.create(filename=filename, size=size, content_type=content_type,
-                                                owner=owner)
+            destination = data.get("destination")
+            if destination is not None and not isinstance(destination, str):
+                raise RequestError(400, "destination must be a string (a destination's name or id)")
+            # An upload grant's limits, before Notion is asked for anything.
+            release_grant = await self.admit_grant(size=size, filename=filename, content_type=content_type,
+                                                   destination=destination)
+            try:
+                session = await self.service.create(filename=filename, size=size, content_type=content_type,
+                                                    owner=owner)
+            except BaseException:
+                await release_grant()
+                raise
         except Exception as exc:
             self.send_failure(exc)
             return

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.filetypes import EXTENSIONS, SUPPORTED_TYPES
-from engine.uploads import UploadService
+from engine.upload.service import UploadService
 from handlers.base import BaseHandler
 
 

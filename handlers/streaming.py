@@ -12,8 +12,10 @@ import hashlib
 from typing import Any, Awaitable
 
 from engine.errors import UploadGone
-from engine.session import EXPIRED, FAILED, TERMINATED
-from engine.uploads import UploadService, UploadSession, Writer
+from engine.upload.session import EXPIRED, FAILED, TERMINATED
+from engine.upload.intake import Writer
+from engine.upload.service import UploadService
+from engine.upload.session import UploadSession
 from handlers.base import BaseHandler
 from handlers.errors import RequestError
 from handlers.slowclients import BodyWatch

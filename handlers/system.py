@@ -11,10 +11,10 @@ from engine.budget import Budget
 from engine.clock import Clock
 from engine.looplag import LoopLagMonitor
 from engine.resources import CRITICAL, AdaptiveLimiter
-from engine.scheduler import PartScheduler
-from engine.session import FINAL_STATES
+from engine.upload.scheduler import PartScheduler
+from engine.upload.session import FINAL_STATES
 from engine.store import CheckpointStore
-from engine.uploads import UploadService
+from engine.upload.service import UploadService
 from handlers.base import BaseHandler
 
 
@@ -33,6 +33,7 @@ class SystemView:
     looplag: LoopLagMonitor | None = None
     admission: Admission | None = None
     pacer: Any | None = None  # engine.resources.IntakePacer
+    webhooks: Any | None = None  # engine.webhooks.WebhookDispatcher, when WEBHOOK_URL is set
 
     def active_uploads(self) -> int:
         return sum(1 for s in self.service.live.values() if s.record.state not in FINAL_STATES)
@@ -60,9 +61,12 @@ class SystemView:
         admission = self.admission.snapshot() if self.admission is not None else {}
         disk_low = admission.get("spool_disk", {}).get("status") == "low"
         backlogged = admission.get("admission", {}).get("reason") == BUDGET_BACKLOG
+        # A webhook receiver that keeps failing: events wait in the outbox (uploads go on).
+        webhooks = self.webhooks.snapshot() if self.webhooks is not None else None
+        receiver_failing = webhooks is not None and webhooks["status"] == "failing"
         if not store_ok or not resource_ok:
             status = "unhealthy"
-        elif not breakers_ok or disk_low or backlogged or self.store.restoring:
+        elif not breakers_ok or disk_low or backlogged or self.store.restoring or receiver_failing:
             status = "degraded"
         else:
             status = "healthy"
@@ -105,6 +109,7 @@ class SystemView:
                     "queue_size_limit": self.queue_size_limit,
                 },
                 **({"event_loop": self.looplag.snapshot()} if self.looplag is not None else {}),
+                **({"webhooks": webhooks} if webhooks is not None else {}),
             },
             "performance": {
                 "active_upload_sessions": active,

@@ -14,8 +14,9 @@ import tornado.web
 from engine.auth import Access
 from engine.clock import http_date
 from engine.errors import UploadError
-from engine.session import COMPLETED
-from engine.uploads import UploadService, UploadSession
+from engine.upload.session import COMPLETED
+from engine.upload.service import UploadService
+from engine.upload.session import UploadSession
 from handlers.base import TUS_VERSION, refuse_while_draining
 from handlers.errors import RequestError
 from handlers.slowclients import BodyWatch
@@ -51,6 +52,8 @@ def first_of(meta: dict[str, str], *names: str) -> str | None:
 
 
 class TusBase(StreamingBodyMixin):
+    creates = False  # POST /files/ creates: an upload grant must be unexpired there
+
     def initialize(self, service: UploadService, access: Access | None = None,
                    body_watch: BodyWatch | None = None) -> None:
         self.service = service
@@ -78,7 +81,7 @@ class TusBase(StreamingBodyMixin):
                 return
             refuse_while_draining(self, self.service)
             self.check_url_length()
-            self.upload_owner = self.owner()
+            self.upload_owner = self.owner(creating=self.creates)
             if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
                 raise RequestError(412, f"Tus-Resumable: {TUS_VERSION} is required")
             await self.prepare_tus()
@@ -128,6 +131,7 @@ class TusCollectionHandler(TusBase):
     """POST /files/ creates an upload (optionally with its first bytes)."""
 
     session: UploadSession | None = None
+    creates = True
 
     async def prepare_tus(self) -> None:
         if self.request.method != "POST":
@@ -138,13 +142,18 @@ class TusCollectionHandler(TusBase):
             raise RequestError(400, "the concatenation extension is not supported")
         size = parse_offset(self.request.headers.get("Upload-Length"), "Upload-Length")
         meta = parse_metadata(self.request.headers.get("Upload-Metadata"))
-        session = await self.service.create(
-            filename=first_of(meta, "filename", "name", "fileName"),
-            content_type=first_of(meta, "filetype", "type", "contentType", "content_type"),
-            size=size,
-            metadata=self.request.headers.get("Upload-Metadata"),
-            owner=self.upload_owner,
-        )
+        filename = first_of(meta, "filename", "name", "fileName")
+        content_type = first_of(meta, "filetype", "type", "contentType", "content_type")
+        # An upload grant's limits, before Notion or the body is touched.
+        release_grant = await self.admit_grant(size=size, filename=filename, content_type=content_type,
+                                               destination=meta.get("destination"))
+        try:
+            session = await self.service.create(
+                filename=filename, content_type=content_type, size=size,
+                metadata=self.request.headers.get("Upload-Metadata"), owner=self.upload_owner)
+        except BaseException:
+            await release_grant()
+            raise
         self.session = session
         has_body = (self.request.headers.get("Content-Length", "0").strip() not in ("", "0")
                     or "chunked" in self.request.headers.get("Transfer-Encoding", "").lower())

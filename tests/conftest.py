@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import socket
+import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -9,6 +11,25 @@ from engine.embedded_redis import EmbeddedRedis, free_tcp_port
 from tests.support.emulator import emulator  # noqa: F401  (fixture)
 from tests.support.relay import RelayProcess, start_relay
 from tests.support.stacks import Stack
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The in-process tier runs first: it fails in seconds where an end-to-end run takes minutes."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("inprocess") else 1)
+
+
+@pytest.fixture(autouse=True)
+def _no_sockets_or_processes_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `inprocess` test that opens a connection, binds a port or starts a process fails."""
+    if request.node.get_closest_marker("inprocess") is None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an in-process test may not use a socket or a subprocess")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from engine.clock import FakeClock
 from engine.disk import SpoolDisk
 from engine.errors import ServiceUnavailable
 from engine.metrics import RelayMetrics, Sources
-from engine.partplan import plan_parts
+from engine.upload.partplan import plan_parts
 from engine.resources import AdaptiveLimiter, Sample, Thresholds
-from engine.session import COMPLETED, CREATED, FAILED, FINALIZING, RECEIVING
+from engine.upload.session import COMPLETED, CREATED, FAILED, FINALIZING, RECEIVING
 from settings import Settings
 
 MIB = 2**20

@@ -13,11 +13,13 @@ import pytest
 from engine.breaker import CircuitBreaker
 from engine.budget import RequestBudget
 from engine.clock import FakeClock
-from engine.finishing import holding_problem, shows_file
+from engine.upload.finishing import holding_problem, shows_file
 from engine.guard import NotionGuard
-from engine.notion import Failure, _parse_retry_after, _shape_problem
-from engine.once import OnceRunner, Undecided
+from engine.notion_answers import Failure, parse_retry_after as _parse_retry_after, shape_problem as _shape_problem
+from engine.upload.once import OnceRunner, Undecided
 from engine.retry import RetryPolicy
+
+pytestmark = pytest.mark.inprocess
 
 OK = {"object": "file_upload", "id": "f", "status": "uploaded"}
 
@@ -176,3 +178,25 @@ def test_our_block_is_told_by_type_and_file_name_as_notion_shows_it():
     assert not shows_file({"type": "file", "file": hosted}, "résumé.pdf", "pdf")
     assert shows_file({"type": "file", "file": {**hosted, "name": "a.txt"}}, "a.txt", "file")
     assert not shows_file({"type": "pdf", "pdf": hosted, "in_trash": True}, "résumé.pdf", "pdf")
+
+
+async def test_the_retry_loop_honours_retry_after_attempts_and_deadline():
+    from engine.retry import GaveUp, retrying
+
+    clock = FakeClock()
+    policy = RetryPolicy(retries=3, initial_delay_s=1, jitter_percent=0)
+    flaky = Script(Failure("http", "busy", status=503, retry_after_s=7), OK)
+    started = clock.monotonic()
+    assert await drive(clock, retrying(flaky, policy=policy, clock=clock, retry_on=Failure,
+                                       retry_after=lambda f: f.retry_after_s)) == OK
+    assert clock.monotonic() - started >= 7  # Retry-After is a floor
+    with pytest.raises(GaveUp):
+        await drive(clock, retrying(Script(ambiguous()), policy=policy, clock=clock, retry_on=Failure))
+    with pytest.raises(GaveUp):  # the next wait would pass the deadline
+        await drive(clock, retrying(Script(ambiguous()), policy=policy, clock=clock, retry_on=Failure,
+                                    deadline=clock.monotonic() + 0.5))
+    refused = Script(Failure("http", "no", status=400))
+    with pytest.raises(Failure):
+        await drive(clock, retrying(refused, policy=policy, clock=clock, retry_on=Failure,
+                                    may_retry=lambda f: f.retryable))
+    assert refused.calls == 1

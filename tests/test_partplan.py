@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.partplan import MAX_PARTS, MIB, PlanError, plan_parts
+from engine.upload.partplan import MAX_PARTS, MIB, PlanError, plan_parts
+
+pytestmark = pytest.mark.inprocess
 
 
 @pytest.mark.parametrize("size", [1, 5 * MIB - 1, 5 * MIB, 20_000_000])

@@ -11,6 +11,8 @@ from engine.clock import FakeClock
 from engine.notion import Failure
 from engine.retry import RetryPolicy
 
+pytestmark = pytest.mark.inprocess
+
 
 def test_retry_delays_grow_exponentially_and_cap():
     p = RetryPolicy(retries=5, initial_delay_s=1, max_delay_s=10, exponential_base=2, jitter_percent=0)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.scheduler import PartScheduler
+from engine.upload.scheduler import PartScheduler
+import pytest
+
+pytestmark = pytest.mark.inprocess
 
 
 def run(coro):

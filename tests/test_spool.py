@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.partplan import plan_parts
-from engine.spool import PartAssembler, SpoolWriteError
+from engine.upload.partplan import plan_parts
+from engine.upload.spool import PartAssembler, SpoolWriteError
+
+pytestmark = pytest.mark.inprocess
 
 MIB = 2**20
 

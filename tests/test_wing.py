@@ -15,6 +15,8 @@ from engine.errors import (ChecksumMismatch, InsufficientStorage, OffsetMismatch
 from engine.upload.session import COMPLETED, EXPIRED, FAILED, RECEIVING
 from tests.support.fakes import PAGE, MemoryOwnership, Wing, build_wing
 
+pytestmark = pytest.mark.inprocess
+
 MIB = 2**20
 PART = 5 * MIB
 BIG = 4 * PART + 3  # over 20,000,000 bytes: multi_part, 5 parts of 5 MiB (the fakes' part size)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.clock import Clock, parse_iso8601
 from engine.errors import (InvalidUpload, NotionRejected, ServiceUnavailable, UnsupportedFileType, UploadTooLarge)
 from engine.filetypes import clean_filename, content_type_for, extension
-from engine.notion import Failure
+from engine.guard import BreakerOpen
+from engine.notion_answers import Failure
 from engine.quotas import Quotas
 from engine.retry import RetryPolicy
 from engine.store import StoreUnavailable
@@ -156,7 +156,11 @@ class Creator:
             return await self._find_created(plan, filename, content_type, upload_id, asked_at, deadline)
 
         try:
-            return await self.once.run("create", create, created_anyway, deadline=deadline)
+            return await self.once.run("create", create, created_anyway, deadline=deadline, wait_if_open=False)
+        except BreakerOpen as closed:
+            raise ServiceUnavailable("Upload service temporarily unavailable. Please try again later.",
+                                     retry_after_s=max(1.0, closed.retry_after_s or 1.0),
+                                     circuit_breaker_state="OPEN") from None
         except StoreUnavailable:
             raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
         except Undecided as exc:
@@ -174,7 +178,8 @@ class Creator:
         name, type and part count, no byte yet, was made after we asked (give or take clock skew),
         and no other upload has claimed it."""
         listing = await self.guard.run(lambda: self.notion.list_file_uploads(
-            status="pending", total_s=max(1.0, deadline - self.clock.monotonic())), deadline=deadline)
+            status="pending", total_s=max(1.0, deadline - self.clock.monotonic())), deadline=deadline,
+            wait_if_open=False)
         for candidate in reversed(listing.get("results") or []):  # oldest first: the first one we made
             if not _may_be_our_create(candidate, plan, filename, content_type, asked_at):
                 continue

@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from engine.errors import UploadFailed, UploadGone
-from engine.notion import Failure, block_type_for
+from engine.filetypes import block_type_for
+from engine.notion_answers import Failure
 from engine.upload.interfaces import Guard, NotionFiles
 from engine.upload.once import OnceRunner, Undecided
 from engine.upload.session import NOTION_WINDOW_PASSED, UploadSession

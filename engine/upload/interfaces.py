@@ -91,4 +91,5 @@ class NotionFiles(Protocol):
 class Guard(Protocol):
     """What every Notion call passes: the breaker and the request budget (engine/guard.py)."""
 
-    async def run(self, call: Callable[[], Awaitable[T]], deadline: float | None = None) -> T: ...
+    async def run(self, call: Callable[[], Awaitable[T]], deadline: float | None = None,
+                  wait_if_open: bool = True) -> T: ...

@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from engine.clock import Clock
+from engine.guard import BreakerOpen
 from engine.upload.interfaces import Emit, Guard
-from engine.notion import Failure
-from engine.retry import RetryPolicy
+from engine.notion_answers import Failure
+from engine.retry import GaveUp, RetryPolicy, retrying
 
 Result = dict[str, Any]
 Check = Callable[[], Awaitable[Result | None]]
@@ -58,54 +59,66 @@ class OnceRunner:
         self.settle_s = settle_s
 
     async def run(self, operation: str, call: Callable[[], Awaitable[Result]], check: Check, *,
-                  deadline: float | None = None, settle: bool = False, upload_id: str | None = None) -> Result:
+                  deadline: float | None = None, settle: bool = False, upload_id: str | None = None,
+                  wait_if_open: bool = True) -> Result:
         """The call's result, from Notion's answer or from its state.
 
         Raises the last `Failure` when Notion refused for good or the attempts (or the
         deadline, a monotonic time) ran out with the call certainly not carried out, and
         `Undecided` when they ran out while the outcome was still unknown."""
-        failures = 0
-        while True:
+
+        async def attempt() -> Result:
             started = self.clock.monotonic()
             try:
-                return await self.guard.run(call, deadline=deadline)
+                return await self.guard.run(call, deadline=deadline, wait_if_open=wait_if_open)
             except Failure as f:
-                failures += 1
-                self.emit("NOTION_RETRY", operation=operation, upload_id=upload_id, reason=f.reason, attempt=failures)
-                if not f.never_arrived:
-                    settle_until = started + self.settle_s if settle and f.may_still_land else None
-                    found = await self.decide(operation, check, f, settle_until=settle_until, deadline=deadline)
-                    if found is not None:
-                        self.emit("NOTION_OUTCOME_FOUND", operation=operation, upload_id=upload_id, reason=f.reason)
-                        return found
-                if not f.retryable:
+                if f.never_arrived:
                     raise
-                wait = self.retry.delay_s(failures, f.retry_after_s)
-                if not self.retry.may_retry(failures) or self._past(deadline, wait):
+                settle_until = started + self.settle_s if settle and f.may_still_land else None
+                found = await self.decide(operation, check, f, settle_until=settle_until, deadline=deadline)
+                if found is None:
                     raise
-                await self.clock.sleep(wait)
+                self.emit("NOTION_OUTCOME_FOUND", operation=operation, upload_id=upload_id, reason=f.reason)
+                return found
+
+        def failed(f: BaseException, attempt_number: int) -> None:
+            reason = f.reason if isinstance(f, Failure) else type(f).__name__
+            self.emit("NOTION_RETRY", operation=operation, upload_id=upload_id, reason=reason, attempt=attempt_number)
+
+        try:
+            return await retrying(attempt, policy=self.retry, clock=self.clock, retry_on=Failure,
+                                  may_retry=_worth_another_try, retry_after=_retry_after, deadline=deadline,
+                                  on_failure=failed)
+        except GaveUp as out:
+            raise out.last from None
 
     async def decide(self, operation: str, check: Check, cause: Failure, *, settle_until: float | None = None,
                      deadline: float | None = None) -> Result | None:
         """Ask Notion until it tells: the result when the call happened, None when it did not."""
-        failures = 0
         while True:
             try:
-                found = await check()
-            except Failure as f:
-                failures += 1
-                wait = self.retry.delay_s(failures, f.retry_after_s)
-                if not self.retry.may_retry(failures) or self._past(deadline, wait):
-                    raise Undecided(operation, cause) from None
-                await self.clock.sleep(wait)
-                continue
+                found = await retrying(check, policy=self.retry, clock=self.clock, retry_on=Failure,
+                                       may_retry=_may_ask_again, retry_after=_retry_after, deadline=deadline)
+            except (GaveUp, BreakerOpen):
+                raise Undecided(operation, cause) from None
             now = self.clock.monotonic()
             if found is None and settle_until is not None and now < settle_until:
-                if self._past(deadline, 0):
+                if deadline is not None and now > deadline:
                     raise Undecided(operation, cause)
                 await self.clock.sleep(min(SETTLE_POLL_S, settle_until - now))
                 continue
             return found
 
-    def _past(self, deadline: float | None, wait_s: float) -> bool:
-        return deadline is not None and self.clock.monotonic() + wait_s > deadline
+
+def _worth_another_try(f: BaseException) -> bool:
+    # An open breaker refused a caller that would rather not wait: no retry either.
+    return isinstance(f, Failure) and f.retryable and not isinstance(f, BreakerOpen)
+
+
+def _may_ask_again(f: BaseException) -> bool:
+    # Whatever Notion answered to "what do you hold?", the question itself changes nothing.
+    return not isinstance(f, BreakerOpen)
+
+
+def _retry_after(f: BaseException) -> float | None:
+    return f.retry_after_s if isinstance(f, Failure) else None

@@ -15,8 +15,8 @@ from typing import Awaitable
 
 from engine.clock import Clock
 from engine.errors import UploadError, UploadFailed, UploadGone
-from engine.notion import Failure
-from engine.retry import RetryPolicy
+from engine.notion_answers import Failure
+from engine.retry import UNTIL_STORED, RetryPolicy, retrying
 from engine.store import StoreUnavailable
 from engine.upload.finishing import Finisher
 from engine.upload.interfaces import Checkpoints, Emit, Guard, NotionFiles, Spawn
@@ -26,9 +26,6 @@ from engine.upload.session import (CREATED, EXPIRED, FINALIZING, RECEIVING, STOP
                                    UploadSession)
 
 log = logging.getLogger("relay.uploads")
-
-CHECKPOINT_RETRY_FIRST_S = 0.1
-CHECKPOINT_RETRY_MAX_S = 5.0
 
 
 class PartPipeline:
@@ -164,16 +161,10 @@ class PartPipeline:
 
     async def _checkpoint(self, s: UploadSession, number: int) -> None:
         """A part is durable only once its checkpoint is stored (invariant 2): retry until it is."""
-        delay = CHECKPOINT_RETRY_FIRST_S
-        while True:
-            try:
-                await self.store.mark_part_done(s.id, number)
-                self.emit("CHECKPOINT_SAVED", upload_id=s.id, part=number)
-                return
-            except StoreUnavailable:
-                self.emit("CHECKPOINT_RETRY", upload_id=s.id, part=number)
-                await self.clock.sleep(delay)
-                delay = min(delay * 2, CHECKPOINT_RETRY_MAX_S)
+        await retrying(lambda: self.store.mark_part_done(s.id, number), policy=UNTIL_STORED, clock=self.clock,
+                       retry_on=StoreUnavailable,
+                       on_failure=lambda exc, n: self.emit("CHECKPOINT_RETRY", upload_id=s.id, part=number))
+        self.emit("CHECKPOINT_SAVED", upload_id=s.id, part=number)
 
     def _stop(self, s: UploadSession, number: int, error: UploadError, reason: str = "notion_state") -> None:
         """A part that cannot go now: the upload fails (resumably or not) or has expired."""

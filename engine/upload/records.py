@@ -7,14 +7,13 @@ is never written again.
 from __future__ import annotations
 
 from engine.clock import Clock
+from engine.retry import UNTIL_STORED, retrying
 from engine.store import StoreUnavailable
 from engine.upload.interfaces import Checkpoints, Spawn
 from engine.upload.session import TERMINATED, UploadSession
 
 # A tombstone (the 410 marker) outlives the record by this long.
 TOMBSTONE_TTL_S = 3600
-SAVE_RETRY_FIRST_S = 0.1
-SAVE_RETRY_MAX_S = 5.0
 
 
 class RecordSaver:
@@ -33,19 +32,14 @@ class RecordSaver:
         self.spawn(self._save_loop(s))
 
     async def _save_loop(self, s: UploadSession) -> None:
-        delay = SAVE_RETRY_FIRST_S
+        async def write() -> None:
+            if s.record.state != TERMINATED and not s.gone:
+                await self.store.save_record(s.record.to_dict())
+
         try:
             while True:
                 s.dirty = False
-                if s.record.state == TERMINATED or s.gone:
-                    return
-                try:
-                    await self.store.save_record(s.record.to_dict())
-                except StoreUnavailable:
-                    s.dirty = True
-                    await self.clock.sleep(delay)
-                    delay = min(delay * 2, SAVE_RETRY_MAX_S)
-                    continue
+                await retrying(write, policy=UNTIL_STORED, clock=self.clock, retry_on=StoreUnavailable)
                 if not s.dirty:
                     return
         finally:

@@ -196,7 +196,7 @@ class Registry:
             if s.state not in FINAL_STATES and await self._expired_at_notion(s):
                 s.expire()
                 self.saver.save(s)
-            if s.state == EXPIRED and not s.busy:
+            if s.state == EXPIRED and not s.working:  # the tombstone waits for a record write itself
                 await self._tombstone(s)
                 await self.release(s, reason="expired")
         if self.spool_dir.is_dir():

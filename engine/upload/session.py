@@ -211,5 +211,12 @@ class UploadSession:
         return self.plan.part_end(max(busy)) if busy else 0
 
     @property
-    def busy(self) -> bool:
+    def working(self) -> bool:
+        """A request, a part or finishing is still going on."""
         return bool(self.writer is not None or self.in_flight or self.ready or self.finalizing is not None)
+
+    @property
+    def busy(self) -> bool:
+        """Working, or a record write is on its way (until it lands the store's copy is stale,
+        so the upload must not be let go)."""
+        return self.working or self.saving

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from engine.clock import FakeClock, iso8601
-from engine.notion import Failure
+from engine.notion_answers import Failure
 from engine.retry import RetryPolicy
 from engine.store import StoreUnavailable
 from engine.upload.scheduler import PartScheduler
@@ -298,7 +298,8 @@ class QuickClock(FakeClock):
 class PassGuard:
     """No breaker, no budget: every call goes at once."""
 
-    async def run(self, call: Callable[[], Awaitable[T]], deadline: float | None = None) -> T:
+    async def run(self, call: Callable[[], Awaitable[T]], deadline: float | None = None,
+                  wait_if_open: bool = True) -> T:
         return await call()
 
 
