@@ -227,8 +227,8 @@ class IntakePacer:
     full of body chunks). The relay cannot forward faster than Notion's budget anyway, so reading
     faster only fills the spool sooner. While the process used more than `high` of its CPU over
     the last window, intake is held to the rate that brings it to `target`; below `low` the pace
-    rises again until it is lifted. A pause is an awaitable returned to `data_received`, i.e. the
-    client's socket is not read meanwhile (Tornado's flow control), so nothing piles up in memory.
+    rises toward the target again, and is lifted once far above what clients send. A pause is an
+    awaitable returned to `data_received`, i.e. the client's socket is not read meanwhile (Tornado's flow control), so nothing piles up in memory.
 
     `take(n)` is the hot path (every body chunk): a few float operations, no I/O. `tick()` runs
     every `window_s` (server.py) and reads only this process's CPU time.
@@ -236,7 +236,7 @@ class IntakePacer:
 
     def __init__(self, clock: Clock, cpu_limit: Callable[[], float],
                  cpu_time: Callable[[], float] = time.process_time, window_s: float = 0.5,
-                 target: float = 0.6, high: float = 0.8, low: float = 0.45,
+                 target: float = 0.7, high: float = 0.85, low: float = 0.6,
                  min_rate: float = 1 * MIB, burst_bytes: int = 2 * MIB) -> None:
         self.clock = clock
         self.cpu_limit = cpu_limit  # cores the process may use (cgroup quota, TOTAL_CPU_CORES, host)
@@ -289,9 +289,11 @@ class IntakePacer:
                     self._tokens, self._stamp = float(self.burst_bytes), now
                 self.rate = wanted
         elif self.rate is not None and share < self.low:
-            self.rate *= 1.25
+            # Room again: rise toward the target (at most half as fast again per window), and
+            # lift the pace once it is far above what clients send.
+            self.rate *= min(1.5, self.target / max(share, 0.01))
             if self.rate > 4 * max(intake, self.min_rate):
-                self.rate = None  # far above what clients send: lift the pace
+                self.rate = None
         if self.rate is not None:
             self.paced_windows += 1
 
