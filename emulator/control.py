@@ -10,7 +10,7 @@ import tornado.web
 
 from . import blocks, errors, objects, properties, rules
 from .config import PLAN_MAX_FILE_BYTES
-from .faults import FaultConfigError, FaultPlan, STATUS_KINDS
+from .faults import STATUS_KINDS, FaultConfigError, FaultPlan
 from .store import Block, Database, DataSource, PropertyDef, Upload
 
 if TYPE_CHECKING:
@@ -251,7 +251,8 @@ class DatabasesHandler(ControlHandler):
         body = self.json_body()
         unknown = sorted(set(body) - self.KEYS)
         if unknown:
-            raise tornado.web.HTTPError(400, f"unknown keys {', '.join(unknown)}; known: {', '.join(sorted(self.KEYS))}")
+            known = ", ".join(sorted(self.KEYS))
+            raise tornado.web.HTTPError(400, f"unknown keys {', '.join(unknown)}; known: {known}")
         title = body.get("title", "Untitled")
         if not isinstance(title, str) or len(title) > blocks.MAX_TEXT_CHARS:
             raise tornado.web.HTTPError(400, f"title must be a string of at most {blocks.MAX_TEXT_CHARS} characters")

@@ -8,7 +8,7 @@ properties.py.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from . import errors, objects, properties, rules
 from .blocks import _only_keys
@@ -62,19 +62,24 @@ class DatabaseContentHandler(ContentHandler):
             if b.type == "child_page" and not b.in_trash and result_type == "page"
         ]
         if keep is not None:
-            rows = [b for b in rows if keep(_reader(b))]
+            rows = [b for b in rows if keep(_View(b))]
         rows = _sorted(rows, sorts)
         page, next_cursor = rules.paginate(rows, key=lambda b: b.id, start_cursor=cursor, page_size=size)
         self.reply(objects.listing(list_type, [self.page_json(b) for b in page], next_cursor))
 
 
-def _reader(row: Block) -> Callable[[PropertyDef], Any]:
-    stored = row.content.get("properties", {})
+class _View:
+    """A row as filters and sorts read it."""
 
-    def read(prop: PropertyDef) -> Any:
-        return row.content.get("title", []) if prop.type == "title" else stored.get(prop.id)
+    def __init__(self, row: Block) -> None:
+        self.row = row
+        self.created_at = row.created_at
+        self.edited_at = row.last_edited_at or row.created_at
 
-    return read
+    def value(self, prop: PropertyDef) -> Any:
+        if prop.type == "title":
+            return self.row.content.get("title", [])
+        return self.row.content.get("properties", {}).get(prop.id)
 
 
 def _sorted(rows: list[Block], sorts: list[properties.Sort]) -> list[Block]:
@@ -87,7 +92,7 @@ def _sorted(rows: list[Block], sorts: list[properties.Sort]) -> list[Block]:
             rows.sort(key=lambda b: getattr(b, field) or b.created_at, reverse=sort.descending)
             continue
         prop = sort.prop
-        keys = {b.id: properties.sort_key(prop.type, _reader(b)(prop)) for b in rows}
+        keys = {b.id: properties.sort_key(prop.type, _View(b).value(prop)) for b in rows}
         rows.sort(key=lambda b: keys[b.id][1], reverse=sort.descending)
         rows.sort(key=lambda b: keys[b.id][0])
     return rows

@@ -278,7 +278,9 @@ class PageHandler(ContentHandler):
         update = blocks.parse_page_update(self.json_body())
         source = self.row_source(page)
         now = self.emu.clock.now()
-        title, values, attached = None, {}, []
+        title: list[Any] | None = None
+        values: dict[str, Any] = {}
+        attached: list[Upload] = []
         if update.properties is not None:
             if source is None:
                 title = blocks.page_title(update.properties)

@@ -14,7 +14,9 @@ What the emulator keeps (anything else is refused with a message that says so):
   does_not_contain, starts_with, ends_with, is_empty, is_not_empty; number: equals,
   does_not_equal, greater_than, less_than, greater_than_or_equal_to, less_than_or_equal_to,
   is_empty, is_not_empty; checkbox: equals, does_not_equal; files: is_empty, is_not_empty),
-  and `and`/`or` groups nested at most two levels deep;
+  timestamp filters on `created_time`/`last_edited_time` (before, after, on_or_before,
+  on_or_after, equals: an ISO 8601 date or date-time), and `and`/`or` groups nested at most
+  two levels deep;
 - sorts: `{"property", "direction"}` and `{"timestamp": "created_time" | "last_edited_time",
   "direction"}`.
 
@@ -23,11 +25,13 @@ exact (case-sensitive) on the plain text.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from .blocks import _fail, _object, _only_keys, rich_text
@@ -248,7 +252,15 @@ def is_empty(kind: str, value: Any) -> bool:
 
 # --- filters ---------------------------------------------------------------------------------
 
-Row = Callable[[PropertyDef], Any]  # a row's stored value of a property
+class Row(Protocol):
+    """What a filter reads of a row."""
+
+    created_at: float
+    edited_at: float
+
+    def value(self, prop: PropertyDef) -> Any: ...
+
+
 Predicate = Callable[[Row], bool]
 
 _TEXT_OPS: dict[str, Callable[[str, str], bool]] = {
@@ -296,9 +308,7 @@ def parse_filter(raw: Any, source: DataSource, where: str = "body.filter", depth
             return lambda row: all(p(row) for p in parts)
         return lambda row: any(p(row) for p in parts)
     if "timestamp" in raw:
-        raise validation_error(
-            f"body failed validation: {where}: the emulator filters by property only, not by timestamp."
-        )
+        return _timestamp_filter(raw, where)
     _only_keys(raw, _FILTER_KEYS, where)
     key = raw.get("property")
     if not isinstance(key, str):
@@ -327,14 +337,14 @@ def _condition(prop: PropertyDef, op: str, operand: Any, where: str) -> Predicat
         if operand is not True:
             raise _fail(where, "should be `true`", operand)
         want_empty = op == "is_empty"
-        return lambda row: is_empty(kind, row(prop)) == want_empty
+        return lambda row: is_empty(kind, row.value(prop)) == want_empty
     if kind in TEXT_TYPES or kind in STRING_TYPES:
         text_op = _TEXT_OPS.get(op)
         if text_op is None:
             raise _unknown_op(where, kind, list(_TEXT_OPS) + ["is_empty", "is_not_empty"])
         if not isinstance(operand, str):
             raise _fail(where, "should be a string", operand)
-        return lambda row: text_op(plain(row(prop)), operand)
+        return lambda row: text_op(plain(row.value(prop)), operand)
     if kind == "number":
         number_op = _NUMBER_OPS.get(op)
         if number_op is None:
@@ -343,7 +353,7 @@ def _condition(prop: PropertyDef, op: str, operand: Any, where: str) -> Predicat
             raise _fail(where, "should be a number", operand)
 
         def number_test(row: Row) -> bool:
-            have = row(prop)
+            have = row.value(prop)
             if have is None:
                 return op == "does_not_equal"
             return number_op(have, operand)
@@ -355,8 +365,49 @@ def _condition(prop: PropertyDef, op: str, operand: Any, where: str) -> Predicat
             raise _unknown_op(where, kind, list(_CHECKBOX_OPS))
         if not isinstance(operand, bool):
             raise _fail(where, "should be a boolean", operand)
-        return lambda row: checkbox_op(bool(row(prop)), operand)
+        return lambda row: checkbox_op(bool(row.value(prop)), operand)
     raise _unknown_op(where, kind, ["is_empty", "is_not_empty"])  # files
+
+
+_TIME_OPS: dict[str, Callable[[float, float], bool]] = {
+    "equals": lambda have, want: have == want,
+    "before": lambda have, want: have < want,
+    "after": lambda have, want: have > want,
+    "on_or_before": lambda have, want: have <= want,
+    "on_or_after": lambda have, want: have >= want,
+}
+
+
+def _timestamp_filter(raw: dict[str, Any], where: str) -> Predicate:
+    """`{"timestamp": "created_time", "created_time": {"on_or_after": "2026-07-04T09:08:00Z"}}`;
+    a date alone stands for its midnight UTC."""
+    kind = raw["timestamp"]
+    if kind not in ("created_time", "last_edited_time"):
+        raise _fail(f"{where}.timestamp", "should be `created_time` or `last_edited_time`", kind)
+    _only_keys(raw, {"timestamp", kind}, where)
+    condition = _object(raw.get(kind), f"{where}.{kind}")
+    if len(condition) != 1:
+        raise _fail(f"{where}.{kind}", "should hold exactly one condition", condition)
+    ((op, operand),) = condition.items()
+    time_op = _TIME_OPS.get(op)
+    if time_op is None:
+        raise _unknown_op(f"{where}.{kind}.{op}", kind, list(_TIME_OPS))
+    want = _instant(operand, f"{where}.{kind}.{op}")
+    if kind == "created_time":
+        return lambda row: time_op(row.created_at, want)
+    return lambda row: time_op(row.edited_at, want)
+
+
+def _instant(value: Any, where: str) -> float:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(where, "should be an ISO 8601 date or date-time", value) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 def _unknown_op(where: str, kind: str, ops: list[str]) -> Exception:

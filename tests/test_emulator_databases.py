@@ -1,41 +1,91 @@
 """Databases, data sources and their rows in the emulator, over real HTTP: a database made
 with `POST /_emulator/databases`, read back through Notion's own endpoints; rows with a title,
 a caption and a file upload in a `files` property; queries (filters, sorts, pagination); the
-refusals; faults (ambiguous included); persistence across a crash; captions on media blocks.
+refusals; faults (ambiguous included); persistence across a crash; captions on media blocks;
+and the same through Notion's official JavaScript SDK (installed as tests/test_notion_sdk.py
+installs it).
 
 The key lists below are those of the live answers recorded by notion-sdk-py's test suite at
 Notion-Version 2025-09-03 (tests/cassettes/test_databases_retrieve.yaml,
 test_data_sources_retrieve.yaml, test_data_sources_query.yaml; MIT licence): the emulator
 answers with the same keys, in the same order.
 """
+
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from tests.support.emulator import EmulatorProcess, NotionClient, error_code, running_emulator
+from tests.test_notion_sdk import SDK_DIR, sdk  # noqa: F401  (the SDK, installed from its lockfile)
 
 DATABASE_KEYS = [
-    "object", "id", "title", "description", "parent", "is_inline", "in_trash", "is_locked",
-    "created_time", "last_edited_time", "data_sources", "icon", "cover", "url", "public_url",
-    "archived", "request_id",
+    "object",
+    "id",
+    "title",
+    "description",
+    "parent",
+    "is_inline",
+    "in_trash",
+    "is_locked",
+    "created_time",
+    "last_edited_time",
+    "data_sources",
+    "icon",
+    "cover",
+    "url",
+    "public_url",
+    "archived",
+    "request_id",
 ]
 DATA_SOURCE_KEYS = [
-    "object", "id", "cover", "icon", "created_time", "created_by", "last_edited_by",
-    "last_edited_time", "title", "description", "is_inline", "properties", "parent",
-    "database_parent", "url", "public_url", "in_trash", "archived", "request_id",
+    "object",
+    "id",
+    "cover",
+    "icon",
+    "created_time",
+    "created_by",
+    "last_edited_by",
+    "last_edited_time",
+    "title",
+    "description",
+    "is_inline",
+    "properties",
+    "parent",
+    "database_parent",
+    "url",
+    "public_url",
+    "in_trash",
+    "archived",
+    "request_id",
 ]
 QUERY_KEYS = ["object", "results", "next_cursor", "has_more", "type", "page_or_data_source", "request_id"]
 PAGE_KEYS = [  # a page as recorded (POST /v1/pages), a row included
-    "object", "id", "created_time", "last_edited_time", "created_by", "last_edited_by", "cover",
-    "icon", "parent", "in_trash", "is_archived", "is_locked", "properties", "url", "public_url",
-    "archived", "request_id",
+    "object",
+    "id",
+    "created_time",
+    "last_edited_time",
+    "created_by",
+    "last_edited_by",
+    "cover",
+    "icon",
+    "parent",
+    "in_trash",
+    "is_archived",
+    "is_locked",
+    "properties",
+    "url",
+    "public_url",
+    "archived",
+    "request_id",
 ]
 SCHEMA = {"Name": {"title": {}}, "Files": {"files": {}}, "Caption": {"rich_text": {}}, "Rank": {"number": {}}}
 OTHER_TOKEN = "other-integration-token"
@@ -60,26 +110,33 @@ def text(content: str) -> list[dict[str, Any]]:
 
 
 def make_database(emu: EmulatorProcess, title: str = "Deliverables", **extra: Any) -> dict[str, Any]:
-    r = requests.post(f"{emu.url}/_emulator/databases", json={"title": title, "properties": SCHEMA, **extra}, timeout=10)
+    r = requests.post(
+        f"{emu.url}/_emulator/databases", json={"title": title, "properties": SCHEMA, **extra}, timeout=10
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def new_page(client: NotionClient, title: str = "Projects") -> dict[str, Any]:
-    r = client.request("POST", "/v1/pages", {"parent": {"page_id": str(uuid.uuid4())}, "properties": {"title": text(title)}})
+    r = client.request(
+        "POST", "/v1/pages", {"parent": {"page_id": str(uuid.uuid4())}, "properties": {"title": text(title)}}
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
 
-def uploaded(client: NotionClient, data: bytes = b"hello", filename: str = "notes.txt", content_type: str = "text/plain") -> str:
+def uploaded(
+    client: NotionClient, data: bytes = b"hello", filename: str = "notes.txt", content_type: str = "text/plain"
+) -> str:
     upload_id = client.create_ok(filename=filename)["id"]
     sent = client.send(upload_id, data, filename=filename, content_type=content_type)
     assert sent.status_code == 200, sent.text
     return upload_id
 
 
-def row_body(source_id: str, title: str, caption: str | None = None, upload_id: str | None = None,
-             **more: Any) -> dict[str, Any]:
+def row_body(
+    source_id: str, title: str, caption: str | None = None, upload_id: str | None = None, **more: Any
+) -> dict[str, Any]:
     props: dict[str, Any] = {"Name": {"title": text(title)}}
     if caption is not None:
         props["Caption"] = {"rich_text": text(caption)}
@@ -155,8 +212,13 @@ def test_a_database_reads_like_notion_at_every_version(client: NotionClient, emu
     assert list(source["properties"]) == ["Name", "Files", "Caption", "Rank"]
     for name, prop in source["properties"].items():
         kind = next(iter(SCHEMA[name]))
-        assert prop == {"id": made["properties"][name]["id"], "name": name, "description": None,
-                        "type": kind, kind: {}}, prop
+        assert prop == {
+            "id": made["properties"][name]["id"],
+            "name": name,
+            "description": None,
+            "type": kind,
+            kind: {},
+        }, prop
     assert source["properties"]["Name"]["id"] == "title"
     ids = [p["id"] for p in source["properties"].values()]
     assert len(set(ids)) == len(ids)
@@ -170,7 +232,12 @@ def test_a_database_reads_like_notion_at_every_version(client: NotionClient, emu
     old = NotionClient(emu, version="2022-06-28")
     legacy = old.request("GET", f"/v1/databases/{db_id}").json()
     assert "data_sources" not in legacy and legacy["archived"] is False and legacy["in_trash"] is False
-    assert legacy["properties"]["Files"] == {"id": made["properties"]["Files"]["id"], "name": "Files", "type": "files", "files": {}}
+    assert legacy["properties"]["Files"] == {
+        "id": made["properties"]["Files"]["id"],
+        "name": "Files",
+        "type": "files",
+        "files": {},
+    }
     for path in (f"/v1/data_sources/{source_id}", f"/v1/data_sources/{source_id}/query"):
         r = old.request("POST" if path.endswith("query") else "GET", path, {} if path.endswith("query") else None)
         assert r.status_code == 400 and error_code(r) == "invalid_request_url", path
@@ -238,8 +305,11 @@ def test_a_row_with_title_caption_and_file_reads_back_as_in_notion(client: Notio
     assert props["Name"]["id"] == "title" and props["Name"]["type"] == "title"
     assert plain(props["Name"]["title"]) == "Q3 report"
     assert props["Name"]["title"][0]["annotations"]["color"] == "default"
-    assert props["Caption"] == {"id": made["properties"]["Caption"]["id"], "type": "rich_text",
-                                "rich_text": props["Caption"]["rich_text"]}
+    assert props["Caption"] == {
+        "id": made["properties"]["Caption"]["id"],
+        "type": "rich_text",
+        "rich_text": props["Caption"]["rich_text"],
+    }
     assert plain(props["Caption"]["rich_text"]) == "Numbers for Q3"
     assert props["Rank"] == {"id": made["properties"]["Rank"]["id"], "type": "number", "number": None}
     (entry,) = props["Files"]["files"]
@@ -258,17 +328,24 @@ def test_a_row_with_title_caption_and_file_reads_back_as_in_notion(client: Notio
     again = client.request("GET", f"/v1/pages/{row['id']}").json()
     assert without_volatile(again) == without_volatile(row)
     found = query_ok(client, source_id, title_equals("Q3 report"))
-    assert [r["id"] for r in found] == [row["id"]] and without_volatile(found[0]) == without_volatile({**row, "request_id": None})
+    assert [r["id"] for r in found] == [row["id"]] and without_volatile(found[0]) == without_volatile(
+        {**row, "request_id": None}
+    )
     assert query_ok(client, source_id, title_equals("Q3")) == []  # equals is exact
-    assert [r["id"] for r in query_ok(client, source_id, {"filter": {"property": "Name", "title": {"contains": "Q3"}}})] == [row["id"]]
+    assert [
+        r["id"] for r in query_ok(client, source_id, {"filter": {"property": "Name", "title": {"contains": "Q3"}}})
+    ] == [row["id"]]
     caption = {"filter": {"property": made["properties"]["Caption"]["id"], "rich_text": {"equals": "Numbers for Q3"}}}
     assert [r["id"] for r in query_ok(client, source_id, caption)] == [row["id"]]  # by property id too
     r = query(client, source_id, title_equals("Q3 report"))
     assert list(r.json()) == QUERY_KEYS and r.json()["type"] == "page_or_data_source"
 
     # a row without a file, made through the database id; the title keyed by its id "title"
-    bare = client.request("POST", "/v1/pages", {"parent": {"type": "database_id", "database_id": db_id},
-                                                "properties": {"title": {"title": text("No file")}}})
+    bare = client.request(
+        "POST",
+        "/v1/pages",
+        {"parent": {"type": "database_id", "database_id": db_id}, "properties": {"title": {"title": text("No file")}}},
+    )
     assert bare.status_code == 200, bare.text
     assert bare.json()["properties"]["Files"]["files"] == [] and bare.json()["properties"]["Caption"]["rich_text"] == []
     with_files = query_ok(client, source_id, {"filter": {"property": "Files", "files": {"is_not_empty": True}}})
@@ -279,14 +356,20 @@ def test_a_row_with_title_caption_and_file_reads_back_as_in_notion(client: Notio
     # rows are not children of any page; the control API lists them with their uploads
     listed = rows_of(emu, db_id)
     assert [r["id"] for r in listed] == [row["id"], bare.json()["id"]]
-    assert listed[0]["properties"] == {"Name": "Q3 report", "Files": [{"name": "Q3 report.txt", "upload_id": upload_id}],
-                                       "Caption": "Numbers for Q3", "Rank": None}
+    assert listed[0]["properties"] == {
+        "Name": "Q3 report",
+        "Files": [{"name": "Q3 report.txt", "upload_id": upload_id}],
+        "Caption": "Numbers for Q3",
+        "Rank": None,
+    }
     assert rows_of(emu, source_id) == listed
 
     # the same row read at older versions: its database is the parent
     old = NotionClient(emu, version="2022-06-28").request("GET", f"/v1/pages/{row['id']}").json()
     assert old["parent"] == {"type": "database_id", "database_id": db_id}
-    legacy = NotionClient(emu, version="2022-06-28").request("POST", f"/v1/databases/{db_id}/query", title_equals("Q3 report"))
+    legacy = NotionClient(emu, version="2022-06-28").request(
+        "POST", f"/v1/databases/{db_id}/query", title_equals("Q3 report")
+    )
     assert legacy.status_code == 200 and legacy.json()["type"] == "page_or_database"
     assert [r["id"] for r in legacy.json()["results"]] == [row["id"]]
     # retrieved as a block, a row is a child_page of its data source
@@ -306,19 +389,29 @@ def test_rows_are_refused_like_notion_refuses_them(client: NotionClient, emu: Em
         assert r.status_code == status and error_code(r) == code, (body, r.text)
         return r.json()["message"]
 
-    assert refused(row_body(source_id, "x", Colour={"rich_text": text("red")})) == "Colour is not a property that exists."
+    assert (
+        refused(row_body(source_id, "x", Colour={"rich_text": text("red")})) == "Colour is not a property that exists."
+    )
     assert refused(row_body(source_id, "x", Caption={"title": text("oops")})) == "Caption is expected to be rich_text."
     assert refused(row_body(source_id, "x", Files={"rich_text": text("oops")})) == "Files is expected to be files."
     assert refused(row_body(source_id, "x", Rank={"number": "3"})).startswith("body failed validation")
-    assert refused(row_body(source_id, "x", Caption={"select": {"name": "a"}})) == "Caption is expected to be rich_text."
-    assert refused({"parent": {"data_source_id": source_id}, "properties": {"Name": {"title": "flat"}}}).startswith("body failed")
+    assert (
+        refused(row_body(source_id, "x", Caption={"select": {"name": "a"}})) == "Caption is expected to be rich_text."
+    )
+    assert refused({"parent": {"data_source_id": source_id}, "properties": {"Name": {"title": "flat"}}}).startswith(
+        "body failed"
+    )
     assert refused(row_body(source_id, "x" * 2001)).startswith("body failed validation")
     assert "status is pending" in refused(row_body(source_id, "x", upload_id=pending))
     assert "Could not find file upload" in refused(row_body(source_id, "x", upload_id=foreign))
     assert "Could not find file upload" in refused(row_body(source_id, "x", upload_id=str(uuid.uuid4())))
     refused(row_body(source_id, "x", Files={"files": [{"type": "file_upload", "file_upload": {}}]}))
-    refused(row_body(source_id, "x", Files={"files": [{"type": "external", "external": {"url": "https://x.test/a.pdf"}}]}))  # no name
-    refused(row_body(source_id, "x", Files={"files": [{"name": "a", "type": "file", "file": {"url": "https://x.test/a"}}]}))
+    refused(
+        row_body(source_id, "x", Files={"files": [{"type": "external", "external": {"url": "https://x.test/a.pdf"}}]})
+    )  # no name
+    refused(
+        row_body(source_id, "x", Files={"files": [{"name": "a", "type": "file", "file": {"url": "https://x.test/a"}}]})
+    )
     refused({"parent": {"data_source_id": source_id, "page_id": db_id}, "properties": {}})
     assert refused(row_body(str(uuid.uuid4()), "x"), "object_not_found", 404)
     assert refused({"parent": {"database_id": str(uuid.uuid4())}, "properties": {}}, "object_not_found", 404)
@@ -340,15 +433,23 @@ def test_rows_are_updated_and_trashed(client: NotionClient, emu: EmulatorProcess
     row = new_row(client, source_id, "Draft", caption="old", upload_id=first)
     kept_url = row["properties"]["Files"]["files"][0]["file"]["url"]
     second = uploaded(client, b"second", "second.txt")
-    r = client.request("PATCH", f"/v1/pages/{row['id']}", {"properties": {
-        "Name": {"title": text("Final")},
-        "Rank": {"number": 2},
-        "Files": {"files": [
-            {"name": "kept.txt", "type": "file", "file": {"url": kept_url}},  # an existing file stays
-            {"file_upload": {"id": second}},  # the name defaults to the upload's filename
-            {"name": "Spec", "external": {"url": "https://example.com/spec.pdf"}},
-        ]},
-    }})
+    r = client.request(
+        "PATCH",
+        f"/v1/pages/{row['id']}",
+        {
+            "properties": {
+                "Name": {"title": text("Final")},
+                "Rank": {"number": 2},
+                "Files": {
+                    "files": [
+                        {"name": "kept.txt", "type": "file", "file": {"url": kept_url}},  # an existing file stays
+                        {"file_upload": {"id": second}},  # the name defaults to the upload's filename
+                        {"name": "Spec", "external": {"url": "https://example.com/spec.pdf"}},
+                    ]
+                },
+            }
+        },
+    )
     assert r.status_code == 200, r.text
     props = r.json()["properties"]
     assert plain(props["Name"]["title"]) == "Final" and plain(props["Caption"]["rich_text"]) == "old"
@@ -378,8 +479,10 @@ def test_rows_are_updated_and_trashed(client: NotionClient, emu: EmulatorProcess
 
 def test_queries_filter_sort_and_page(client: NotionClient, emu: EmulatorProcess) -> None:
     source_id = make_database(emu)["data_source_id"]
-    made = [new_row(client, source_id, f"Row {n}", caption="even" if n % 2 == 0 else "odd", Rank={"number": n})
-            for n in range(7)]
+    made = [
+        new_row(client, source_id, f"Row {n}", caption="even" if n % 2 == 0 else "odd", Rank={"number": n})
+        for n in range(7)
+    ]
     ids = [r["id"] for r in made]
 
     # pages of 3: every row exactly once, newest first without sorts
@@ -400,22 +503,45 @@ def test_queries_filter_sort_and_page(client: NotionClient, emu: EmulatorProcess
 
     by_rank = query_ok(client, source_id, {"sorts": [{"property": "Rank", "direction": "ascending"}]})
     assert [r["id"] for r in by_rank] == ids
-    by_caption_then_rank = query_ok(client, source_id, {"sorts": [
-        {"property": "Caption", "direction": "ascending"}, {"property": "Rank", "direction": "descending"}]})
+    by_caption_then_rank = query_ok(
+        client,
+        source_id,
+        {"sorts": [{"property": "Caption", "direction": "ascending"}, {"property": "Rank", "direction": "descending"}]},
+    )
     assert [r["properties"]["Rank"]["number"] for r in by_caption_then_rank] == [6, 4, 2, 0, 5, 3, 1]
     oldest_first = query_ok(client, source_id, {"sorts": [{"timestamp": "created_time", "direction": "ascending"}]})
     assert [r["id"] for r in oldest_first] == ids
 
-    compound = {"filter": {"or": [
-        {"property": "Caption", "rich_text": {"equals": "even"}},
-        {"and": [{"property": "Rank", "number": {"greater_than": 4}},
-                 {"property": "Name", "title": {"starts_with": "Row"}}]},
-    ]}, "sorts": [{"property": "Rank", "direction": "ascending"}]}
+    compound = {
+        "filter": {
+            "or": [
+                {"property": "Caption", "rich_text": {"equals": "even"}},
+                {
+                    "and": [
+                        {"property": "Rank", "number": {"greater_than": 4}},
+                        {"property": "Name", "title": {"starts_with": "Row"}},
+                    ]
+                },
+            ]
+        },
+        "sorts": [{"property": "Rank", "direction": "ascending"}],
+    }
     assert [r["properties"]["Rank"]["number"] for r in query_ok(client, source_id, compound)] == [0, 2, 4, 5, 6]
-    assert len(query_ok(client, source_id, {"filter": {"property": "Caption", "rich_text": {"does_not_equal": "odd"}}})) == 4
+    assert (
+        len(query_ok(client, source_id, {"filter": {"property": "Caption", "rich_text": {"does_not_equal": "odd"}}}))
+        == 4
+    )
+    since = {"filter": {"timestamp": "created_time", "created_time": {"on_or_after": made[3]["created_time"]}}}
+    assert set(ids[3:]) <= {r["id"] for r in query_ok(client, source_id, since)} <= set(ids[2:])
+    for op, expected in (("before", 7), ("after", 0)):
+        body = {"filter": {"timestamp": "last_edited_time", "last_edited_time": {op: "2999-01-01"}}}
+        assert len(query_ok(client, source_id, body)) == expected, op
 
     for bad in (
-        {"page_size": 0}, {"page_size": 101}, {"page_size": "3"}, {"start_cursor": str(uuid.uuid4())},
+        {"page_size": 0},
+        {"page_size": 101},
+        {"page_size": "3"},
+        {"start_cursor": str(uuid.uuid4())},
         {"filter": {"property": "Nope", "title": {"equals": "x"}}},
         {"filter": {"property": "Caption", "title": {"equals": "x"}}},
         {"filter": {"property": "Files", "files": {"contains": "x"}}},
@@ -531,7 +657,9 @@ def test_databases_and_rows_survive_kill_9(start: Callable[[], EmulatorProcess])
     url = after["properties"]["Files"]["files"][0]["file"]["url"]
     assert requests.get(url, timeout=10).content == b"kept bytes"
     assert client.retrieve(upload_id).json()["expiry_time"] is None
-    assert [b["type"] for b in client.request("GET", f"/v1/blocks/{page['id']}/children").json()["results"]] == ["child_database"]
+    assert [b["type"] for b in client.request("GET", f"/v1/blocks/{page['id']}/children").json()["results"]] == [
+        "child_database"
+    ]
     assert len(rows_of(emu, db_id)) == 1
     new_row(client, source_id, "After the restart")
     assert len(query_ok(client, source_id)) == 2
@@ -558,9 +686,13 @@ def test_media_blocks_take_and_return_captions(client: NotionClient) -> None:
     children = []
     for kind, (filename, content_type) in files.items():
         upload_id = uploaded(client, b"bytes of " + filename.encode(), filename, content_type)
-        caption = [{"text": {"content": f"A {kind}"}}, {"text": {"content": " caption", "link": {"url": "https://example.com"}},
-                                                           "annotations": {"bold": True}}]
-        children.append({"type": kind, kind: {"type": "file_upload", "file_upload": {"id": upload_id}, "caption": caption}})
+        caption = [
+            {"text": {"content": f"A {kind}"}},
+            {"text": {"content": " caption", "link": {"url": "https://example.com"}}, "annotations": {"bold": True}},
+        ]
+        children.append(
+            {"type": kind, kind: {"type": "file_upload", "file_upload": {"id": upload_id}, "caption": caption}}
+        )
     r = client.request("PATCH", f"/v1/blocks/{page['id']}/children", {"children": children})
     assert r.status_code == 200, r.text
     listed = client.request("GET", f"/v1/blocks/{page['id']}/children").json()["results"]
@@ -570,8 +702,14 @@ def test_media_blocks_take_and_return_captions(client: NotionClient) -> None:
         assert plain(caption) == f"A {kind} caption"
         assert caption[1]["annotations"]["bold"] is True and caption[1]["href"] == "https://example.com"
         assert block[kind]["type"] == "file" and "file_upload" not in json.dumps(block)
-    bad = {"children": [{"type": "image", "image": {"type": "file_upload", "file_upload": {"id": str(uuid.uuid4())},
-                                                     "caption": "not rich text"}}]}
+    bad = {
+        "children": [
+            {
+                "type": "image",
+                "image": {"type": "file_upload", "file_upload": {"id": str(uuid.uuid4())}, "caption": "not rich text"},
+            }
+        ]
+    }
     r = client.request("PATCH", f"/v1/blocks/{page['id']}/children", bad)
     assert r.status_code == 400 and error_code(r) == "validation_error"
 
@@ -594,3 +732,87 @@ def test_a_trashed_database_takes_no_rows_until_restored(client: NotionClient, e
         assert r.status_code == 400 and error_code(r) == "validation_error", method
         r = client.request(method, f"/v1/blocks/{source_id}/children", body)
         assert r.status_code == 404 and error_code(r) == "object_not_found", method
+
+
+# --- through Notion's official JavaScript SDK --------------------------------------------------------------
+
+SDK_FLOW = r"""
+import { Client, collectAllDataSourceRows, collectPaginatedAPI, isFullDataSource, isFullDatabase,
+         isFullPage } from "@notionhq/client";
+const [baseUrl, token, databaseId, dataSourceId] = process.argv.slice(1);
+const notion = new Client({ auth: token, baseUrl, notionVersion: "2025-09-03", retry: false });
+const database = await notion.databases.retrieve({ database_id: databaseId });
+const source = await notion.dataSources.retrieve({ data_source_id: dataSourceId });
+const upload = await notion.fileUploads.create({ filename: "sdk.txt", content_type: "text/plain" });
+await notion.fileUploads.send({
+  file_upload_id: upload.id,
+  file: { filename: "sdk.txt", data: new Blob(["sent by the sdk"], { type: "text/plain" }) },
+});
+const rows = [];
+for (const n of [1, 2, 3]) {
+  rows.push(await notion.pages.create({
+    parent: { type: "data_source_id", data_source_id: dataSourceId },
+    properties: {
+      Name: { title: [{ text: { content: `sdk row ${n}` } }] },
+      Caption: { rich_text: [{ text: { content: `caption ${n}` } }] },
+      ...(n === 1
+        ? { Files: { files: [{ type: "file_upload", file_upload: { id: upload.id }, name: "From the SDK" }] } }
+        : {}),
+    },
+  }));
+}
+const paged = await collectPaginatedAPI(notion.dataSources.query, { data_source_id: dataSourceId, page_size: 2 });
+const all = await collectAllDataSourceRows(notion, { data_source_id: dataSourceId, page_size: 2 });
+const found = await notion.dataSources.query({
+  data_source_id: dataSourceId,
+  filter: { and: [
+    { property: "Name", title: { equals: "sdk row 1" } },
+    { property: "Files", files: { is_not_empty: true } },
+  ] },
+});
+const page = await notion.pages.retrieve({ page_id: rows[0].id });
+let refused = null;
+try {
+  await notion.pages.create({ parent: { data_source_id: dataSourceId }, properties: { Colour: { rich_text: [] } } });
+} catch (e) {
+  refused = { code: e.code, status: e.status, message: e.message };
+}
+console.log(JSON.stringify({
+  isFullDatabase: isFullDatabase(database), isFullDataSource: isFullDataSource(source),
+  isFullPage: rows.every(isFullPage) && isFullPage(page),
+  dataSources: database.data_sources, properties: Object.keys(source.properties),
+  rows: rows.map(r => r.id), paged: paged.map(r => r.id), all: all.map(r => r.id),
+  found: found.results.map(r => r.id), file: page.properties.Files.files[0], uploadId: upload.id, refused,
+}));
+"""
+
+
+def test_the_official_sdk_reads_databases_and_writes_rows(
+    request: pytest.FixtureRequest, client: NotionClient, emu: EmulatorProcess
+) -> None:
+    """@notionhq/client (installed from tests/sdk's lockfile by the `sdk` fixture) reads the
+    database and data source as full objects, writes rows with a file, pages through them."""
+    node = request.getfixturevalue("sdk")
+    made = make_database(emu, "SDK")
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", SDK_FLOW, "--", emu.url, emu.token, made["id"], made["data_source_id"]],
+        cwd=SDK_DIR,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    out = json.loads(done.stdout)
+    assert out["isFullDatabase"] and out["isFullDataSource"] and out["isFullPage"]
+    assert out["dataSources"] == [{"id": made["data_source_id"], "name": "SDK"}]
+    assert out["properties"] == ["Name", "Files", "Caption", "Rank"]
+    assert out["paged"] == out["rows"][::-1] and sorted(out["all"]) == sorted(out["rows"])
+    assert out["found"] == [out["rows"][0]]
+    assert out["file"]["name"] == "From the SDK" and out["file"]["type"] == "file"
+    assert out["uploadId"] not in out["file"]["file"]["url"]
+    assert requests.get(out["file"]["file"]["url"], timeout=10).content == b"sent by the sdk"
+    assert out["refused"] == {
+        "code": "validation_error",
+        "status": 400,
+        "message": "Colour is not a property that exists.",
+    }
