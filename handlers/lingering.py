@@ -15,6 +15,10 @@ LINGER_SECONDS — and only then is the connection closed. Requests that are ans
 body (every accepted upload) do no extra work: the counting reader is swapped in per connection,
 only once an early answer was given.
 
+A server may also watch where each connection is between requests (a ConnectionGate: the cap on
+open connections in handlers/slowclients.py) and answer a request as soon as its headers are
+read (EarlyAnswer), with the same lingering close.
+
 This leans on Tornado's HTTP/1 internals (pinned in requirements.txt): HTTP1Connection's
 _read_message, _read_body, _deliver_body, _parse_headers and _finish_request, and
 HTTP1ServerConnection's request loop.
@@ -27,8 +31,9 @@ import json
 import re
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable
+from typing import Any, Protocol
 
 from tornado import gen, httputil, iostream
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters, HTTP1ServerConnection
@@ -79,7 +84,7 @@ async def answer_and_linger(stream: iostream.IOStream, response: bytes, linger: 
             chunk = await gen.with_timeout(deadline, stream.read_bytes(64 * 1024, partial=True),
                                            quiet_exceptions=iostream.StreamClosedError)
             drained += len(chunk)
-    except (iostream.StreamClosedError, asyncio.TimeoutError):
+    except (TimeoutError, iostream.StreamClosedError):
         pass
     finally:
         stream.close()
@@ -87,6 +92,27 @@ async def answer_and_linger(stream: iostream.IOStream, response: bytes, linger: 
 
 class HeadersTooLarge(Exception):
     """The request's header block (or one of its lines) is larger than MAX_HEADER_BYTES."""
+
+
+class EarlyAnswer(Exception):
+    """A complete answer given instead of handling a request whose headers were just read; the
+    connection then lingers (bounded by `linger`, else the connection's own) and closes."""
+
+    def __init__(self, response: bytes, linger: Linger | None = None) -> None:
+        super().__init__()
+        self.response = response
+        self.linger = linger
+
+
+class ConnectionGate(Protocol):
+    """Told where each connection of a LingeringHTTPServer is, between requests."""
+
+    def waiting(self, conn: LingeringServerConnection) -> None:
+        """No request in progress: `conn` waits for (the rest of) a request's header block —
+        before its first request, or as a keep-alive between two."""
+
+    def started(self, conn: LingeringServerConnection, start_line: str) -> EarlyAnswer | None:
+        """A request's header block arrived on `conn`: None lets the request go on."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -109,9 +135,10 @@ class LingeringConnection(HTTP1Connection):
     """One request on a server connection; see the module docstring."""
 
     def __init__(self, stream: iostream.IOStream, params: HTTP1ConnectionParameters, context: object,
-                 linger: Linger) -> None:
+                 linger: Linger, started: Callable[[str], EarlyAnswer | None] | None = None) -> None:
         super().__init__(stream, False, params, context)
         self.linger = linger
+        self.started = started
         self.lingering = False
         self.drained = 0
         self._linger_timer: object | None = None
@@ -121,7 +148,12 @@ class LingeringConnection(HTTP1Connection):
     def _parse_headers(self, data: bytes) -> tuple[str, httputil.HTTPHeaders]:
         if not (data.endswith(b"\n\n") or data.endswith(b"\n\r\n")):
             raise HeadersTooLarge()  # RelayIOStream stopped at the limit, inside the block
-        return super()._parse_headers(data)
+        start_line, headers = super()._parse_headers(data)
+        if self.started is not None:
+            answer = self.started(start_line)
+            if answer is not None:
+                raise answer
+        return start_line, headers
 
     def _headers_too_large(self) -> bytes:
         limit = self.params.max_header_size
@@ -206,6 +238,9 @@ class LingeringConnection(HTTP1Connection):
         except HeadersTooLarge:
             await answer_and_linger(self.stream, self._headers_too_large(), self.linger)
             return False
+        except EarlyAnswer as answer:
+            await answer_and_linger(self.stream, answer.response, answer.linger or self.linger)
+            return False
         finally:
             if self._linger_timer is not None:
                 self.stream.io_loop.remove_timeout(self._linger_timer)  # type: ignore[arg-type]
@@ -218,15 +253,20 @@ class LingeringConnection(HTTP1Connection):
 
 class LingeringServerConnection(HTTP1ServerConnection):
     def __init__(self, stream: iostream.IOStream, params: HTTP1ConnectionParameters, context: object,
-                 linger: Linger) -> None:
+                 linger: Linger, gate: ConnectionGate | None = None) -> None:
         super().__init__(stream, params, context)
         self.linger = linger
+        self.gate = gate
 
     async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         # Tornado 6.6's loop, with a LingeringConnection for each request.
         try:
             while True:
-                conn = LingeringConnection(self.stream, self.params, self.context, self.linger)
+                started = None
+                if self.gate is not None:
+                    self.gate.waiting(self)
+                    started = functools.partial(self.gate.started, self)
+                conn = LingeringConnection(self.stream, self.params, self.context, self.linger, started)
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     ret = await conn.read_response(request_delegate)
@@ -250,6 +290,7 @@ class LingeringHTTPServer(HTTPServer):
     def initialize(self, *args: Any, linger: Linger = Linger(), **kwargs: Any) -> None:  # type: ignore[override]
         super().initialize(*args, **kwargs)
         self.linger = linger
+        self.gate: ConnectionGate | None = None
 
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
         if self.ssl_options is not None:
@@ -266,9 +307,14 @@ class LingeringHTTPServer(HTTPServer):
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
 
-    def handle_stream(self, stream: iostream.IOStream, address: tuple) -> Awaitable[None] | None:  # type: ignore[override]
+    def connection_for(self, stream: iostream.IOStream, address: tuple) -> LingeringServerConnection:
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
-        conn = LingeringServerConnection(stream, self.conn_params, context, self.linger)
+        return LingeringServerConnection(stream, self.conn_params, context, self.linger, self.gate)
+
+    def serve(self, conn: LingeringServerConnection) -> None:
         self._connections.add(conn)
         conn.start_serving(self)
+
+    def handle_stream(self, stream: iostream.IOStream, address: tuple) -> Awaitable[None] | None:  # type: ignore[override]
+        self.serve(self.connection_for(stream, address))
         return None
