@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from engine.auth import parse_upload_tokens
+from engine.grants import DEFAULT_AUDIENCE, DEFAULT_LEEWAY_S, PublicKey, parse_grant_secret, parse_public_key
+from engine.webhooks import parse_webhook_secret, parse_webhook_url
 
 MIB = 2**20
 # The seeds' defaults, used for the other one when only one of the two is set.
 SEED_MAX_CONCURRENT_UPLOADS = 10
 SEED_QUEUE_SIZE_LIMIT = 10
-SECRET_VARIABLES = frozenset({"NOTION_TOKEN", "UPLOAD_TOKENS", "REDIS_URL"})
+# Never echoed in an error (WEBHOOK_URL may carry a receiver's credentials; a public key is no
+# secret, but a pasted private key would be).
+SECRET_VARIABLES = frozenset({"NOTION_TOKEN", "UPLOAD_TOKENS", "REDIS_URL", "UPLOAD_GRANT_SECRET",
+                              "UPLOAD_GRANT_PUBLIC_KEY", "WEBHOOK_SECRET", "WEBHOOK_URL"})
 
 
 class SettingsError(ValueError):
@@ -185,6 +190,24 @@ class Settings:
     body_idle_timeout_s: float = _env("BODY_IDLE_TIMEOUT", 30.0, _float, _between(0.5, 3600))
     body_min_rate_bps: int = _env("BODY_MIN_RATE", 1024, _int, _between(0, 10**9))
 
+    # Upload grants: JWTs an app mints for its users (README "Integrating an app")
+    upload_grant_secret: str | None = _env("UPLOAD_GRANT_SECRET", None, parse_grant_secret)  # HS256
+    upload_grant_public_key: PublicKey | None = _env("UPLOAD_GRANT_PUBLIC_KEY", None, parse_public_key)
+    upload_grant_audience: str = _env("UPLOAD_GRANT_AUDIENCE", DEFAULT_AUDIENCE, _str,
+                                      lambda v: None if v else "must not be empty")
+    upload_grant_leeway_s: float = _env("UPLOAD_GRANT_LEEWAY", DEFAULT_LEEWAY_S, _float, _between(0, 300))
+
+    # Webhooks out (Standard Webhooks) when an upload ends; delivered from an outbox in Redis
+    webhook_url: str | None = _env("WEBHOOK_URL", None, parse_webhook_url)
+    webhook_secret: str | None = _env("WEBHOOK_SECRET", None, parse_webhook_secret)  # whsec_<base64>
+    webhook_timeout_s: float = _env("WEBHOOK_TIMEOUT", 10.0, _float, _between(0.1, 120))
+    webhook_concurrency: int = _env("WEBHOOK_CONCURRENCY", 4, _int, _between(1, 64))
+    webhook_retry_initial_s: float = _env("WEBHOOK_RETRY_INITIAL", 5.0, _float, _between(0.01, 86400))
+    webhook_retry_max_s: float = _env("WEBHOOK_RETRY_MAX", 3600.0, _float, _between(0.01, 86400))
+    webhook_max_age_s: float = _env("WEBHOOK_MAX_AGE", 86400.0, _float, _between(1, 7 * 86400))
+    webhook_poll_interval_s: float = _env("WEBHOOK_POLL_INTERVAL", 1.0, _float, _between(0.01, 60))
+    webhook_failing_after: int = _env("WEBHOOK_FAILING_AFTER", 5, _int, _between(1, 10000))
+
     @property
     def spool_dir(self) -> Path:
         return self.spool_dir_override or self.data_dir / "spool"
@@ -204,10 +227,21 @@ class Settings:
 
     @property
     def observability_public(self) -> bool:
-        """Detailed health and /metrics without a token: by default only when no tokens are set."""
+        """Detailed health and /metrics without a token: by default only when no tokens and no
+        upload grants are set (a grant never opens them: they are for an upload token's holder)."""
         if self.observability_access is None:
-            return not self.upload_tokens
+            return not self.upload_tokens and not self.grants_enabled
         return self.observability_access == "public"
+
+    @property
+    def grants_enabled(self) -> bool:
+        return self.upload_grant_secret is not None or self.upload_grant_public_key is not None
+
+    @property
+    def webhook_lease_s(self) -> float:
+        """How long a claimed webhook event is left to its instance before another retries it:
+        longer than a delivery may take."""
+        return 2 * self.webhook_timeout_s + 1
 
     @property
     def loopback_only(self) -> bool:
@@ -228,6 +262,12 @@ class Settings:
                 value = [f"{name}:***" for name, _ in value]
             elif f.name == "redis_url" and value:
                 value = re.sub(r"//[^@/]*@", "//***@", value)
+            elif f.name in ("upload_grant_secret", "webhook_secret") and value:
+                value = "***"
+            elif f.name == "upload_grant_public_key" and value:
+                value = value.algorithm
+            elif f.name == "webhook_url" and value:
+                value = re.sub(r"//[^@/]*@", "//***@", value).split("?", 1)[0]
             out[f.metadata["env"]] = str(value) if isinstance(value, Path) else value
         return out
 
@@ -272,9 +312,17 @@ class Settings:
             raise SettingsError(f"NOTION_API_BASE={self.notion_api_base!r} is invalid: must be an http(s) URL")
         if self.total_memory_mb is not None and self.total_memory_mb <= 0:
             raise SettingsError("TOTAL_MEMORY_MB must be positive")
-        if not self.upload_tokens and not self.loopback_only:
+        if not self.upload_tokens and not self.grants_enabled and not self.loopback_only:
             raise SettingsError(
-                f"HOST={self.host} serves beyond this machine, but UPLOAD_TOKENS is empty: anyone could "
-                "upload into the Notion workspace. Set UPLOAD_TOKENS=name:secret,... or HOST=127.0.0.1")
+                f"HOST={self.host} serves beyond this machine, but UPLOAD_TOKENS is empty and no upload grants "
+                "are configured: anyone could upload into the Notion workspace. Set UPLOAD_TOKENS=name:secret,..., "
+                "UPLOAD_GRANT_SECRET or UPLOAD_GRANT_PUBLIC_KEY, or HOST=127.0.0.1")
+        if self.webhook_url and not self.webhook_secret:
+            raise SettingsError("WEBHOOK_URL is set but WEBHOOK_SECRET is not: webhooks are always signed "
+                                "(WEBHOOK_SECRET=whsec_<base64 of 24 to 64 random bytes>)")
+        if self.webhook_secret and not self.webhook_url:
+            raise SettingsError("WEBHOOK_SECRET is set but WEBHOOK_URL is not")
+        if self.webhook_retry_initial_s > self.webhook_retry_max_s:
+            raise SettingsError("WEBHOOK_RETRY_INITIAL must not exceed WEBHOOK_RETRY_MAX")
         if self.total_cpu_cores is not None and self.total_cpu_cores <= 0:
             raise SettingsError("TOTAL_CPU_CORES must be positive")

@@ -57,7 +57,11 @@ class ServiceUnavailable(UploadError):
 
 
 class Unauthorized(UploadError):
-    """No valid upload token."""
+    """No valid upload token or grant."""
+
+
+class Forbidden(UploadError):
+    """A valid upload grant that does not allow this upload (size, type, destination, count)."""
 
 
 class QuotaExceeded(UploadError):

@@ -11,8 +11,9 @@ The seeds grep for `UPLOAD_START`, `PART_SUCCESS`, `PART_FAILURE`, `TIMEOUT_EVEN
 `MEMORY_PRESSURE`, `Circuit breaker.*OPENED` and `Checkpoint`; those strings are in the lines.
 
 A RedactingFilter on the one handler replaces every configured secret (the Notion token, the
-upload tokens, the Redis password) with `***` in each record: message, arguments, fields,
-exception and stack text, before any formatter sees it.
+upload tokens, the Redis password, the upload grant secret, the webhook secret and the webhook
+URL's password and query) and every JWT (upload grants) with `***` in each record: message,
+arguments, fields, exception and stack text, before any formatter sees it.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ MASK = "***"
 MIN_SECRET_CHARS = 6
 
 WARNING_EVENTS = frozenset({"PART_FAILURE", "TIMEOUT_EVENT", "UPLOAD_FAILED", "LOCK_LOST", "CHECKPOINT_RETRY",
-                            "MEMORY_PRESSURE", "CIRCUIT_BREAKER"})
+                            "MEMORY_PRESSURE", "CIRCUIT_BREAKER", "WEBHOOK_RETRY", "WEBHOOK_FAILED"})
 _RESERVED = ("ts", "level", "logger", "event", "upload_id", "msg", "exc", "stack")
 # Our upload ids are 32 lowercase hex digits (engine/uploads.py new_upload_id); Notion's ids
 # are dashed UUIDs, so a bare 32-hex word in a message (a request path, say) is one of ours.
@@ -43,30 +44,47 @@ _BARE = re.compile(r"[^\s=\"\\]+")
 # --- secrets ---------------------------------------------------------------------------------
 
 def configured_secrets(notion_token: str | None, upload_secrets: Iterable[str] = (),
-                       redis_url: str | None = None) -> list[str]:
-    """Every secret the relay is configured with: what the log redaction must hide."""
-    found = [notion_token or "", *upload_secrets]
-    if redis_url:
+                       redis_url: str | None = None, grant_secret: str | None = None,
+                       webhook_secret: str | None = None, webhook_url: str | None = None) -> list[str]:
+    """Every secret the relay is configured with: what the log redaction must hide. The webhook
+    secret is hidden whole and as its key (the base64 after `whsec_`); a webhook URL's password
+    and query (where receivers often put a token) too. Grant tokens are not configured: any JWT
+    in a line is masked by the Redactor itself."""
+    found = [notion_token or "", *upload_secrets, grant_secret or ""]
+    if webhook_secret:
+        found += [webhook_secret, webhook_secret.removeprefix("whsec_")]
+    for url in (redis_url, webhook_url):
+        if not url:
+            continue
         try:
-            password = urlsplit(redis_url).password
+            parts = urlsplit(url)
+            password = parts.password
         except ValueError:
-            password = None
+            continue
         if password:
             found.append(unquote(password))
+        if url is webhook_url and parts.query:
+            found.append(parts.query)
     return [s for s in found if s]
 
 
-class Redactor:
-    """Replaces each secret, and its URL-encoded forms, with ***."""
+# A JWT (an upload grant, whoever's it is): base64url `{"…` header, payload, signature.
+JWT_PATTERN = r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+
+class Redactor:
+    """Replaces each secret, and its URL-encoded forms, and every JWT (upload grants) with ***."""
+
+    def __init__(self, secrets: Iterable[str], mask_jwts: bool = True) -> None:
         variants: set[str] = set()
         for secret in secrets:
             if secret and len(secret) >= MIN_SECRET_CHARS:
                 variants.update({secret, quote(secret, safe=""), quote_plus(secret)})
         # Longest first, so a secret that contains another is masked whole.
-        ordered = sorted(variants, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        ordered = [re.escape(v) for v in sorted(variants, key=len, reverse=True)]
+        if mask_jwts:
+            ordered.append(JWT_PATTERN)
+        self._pattern = re.compile("|".join(ordered)) if ordered else None
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -215,6 +233,13 @@ def event_message(event: str, fields: Mapping[str, Any]) -> str:
     if event == "MEMORY_PRESSURE":
         return (f"MEMORY_PRESSURE: {fields.get('memory_used_mb')}MB used of {fields.get('memory_limit_mb')}MB "
                 f"({fields.get('resource_state')})")
+    if event == "WEBHOOK_DELIVERED":
+        return f"Webhook {fields.get('type')} delivered (attempt {fields.get('attempt')})"
+    if event == "WEBHOOK_RETRY":
+        return (f"Webhook {fields.get('type')} attempt {fields.get('attempt')} failed ({fields.get('error')}); "
+                f"retrying in {fields.get('retry_in_s')} s")
+    if event == "WEBHOOK_FAILED":
+        return f"Webhook {fields.get('type')} not delivered: {fields.get('reason')}"
     return event
 
 

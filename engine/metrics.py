@@ -24,6 +24,7 @@ from engine.looplag import LoopLagMonitor
 from engine.resources import CRITICAL, HIGH_LOAD, LOW_LOAD, MEDIUM_LOAD, AdaptiveLimiter
 from engine.upload.scheduler import PartScheduler
 from engine.upload.session import COMPLETED, CREATED, EXPIRED, FAILED, FINAL_STATES, FINALIZING, RECEIVING, TERMINATED
+from engine.webhooks.metrics import webhook_metrics
 
 UPLOAD_STATES = (CREATED, RECEIVING, FINALIZING, COMPLETED, FAILED, EXPIRED, TERMINATED)
 BREAKER_STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -164,7 +165,8 @@ class _LiveCollector(Collector):
         yield from self._lag(s.looplag)
         yield from self._admission(s.admission)
         yield from self._pacer(s.pacer)
-        yield from self._webhooks(s.webhooks)
+        if s.webhooks is not None:
+            yield from webhook_metrics(s.webhooks)
 
     @staticmethod
     def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -253,34 +255,6 @@ class _LiveCollector(Collector):
         for reason in ADMISSION_REASONS:
             refused.add_metric([reason], adm["refused"].get(reason, 0))
         yield refused
-
-    def _webhooks(self, dispatcher: Any | None) -> Iterator[Metric]:
-        if dispatcher is None:
-            return
-        snap = dispatcher.snapshot()  # the outbox as the dispatcher last read it; no I/O here
-        yield self._gauge("relay_webhooks_pending", "Webhook events not yet delivered (all instances)",
-                          snap.get("pending", 0))
-        yield self._gauge("relay_webhooks_oldest_pending_seconds", "Age of the oldest webhook event not yet "
-                          "delivered (0: none)", snap.get("oldest_pending_age_s", 0.0))
-        yield self._gauge("relay_webhooks_in_flight", "Webhook deliveries this instance has running",
-                          snap.get("in_flight", 0))
-        yield self._gauge("relay_webhook_receiver_consecutive_failures", "Failed webhook attempts since the "
-                          "last success (all instances)", snap.get("consecutive_failures", 0))
-        yield self._gauge("relay_webhook_receiver_failing", "1 while the receiver keeps failing "
-                          "(WEBHOOK_FAILING_AFTER consecutive failures)", 1 if dispatcher.failing else 0)
-        yield CounterMetricFamily("relay_webhooks_delivered", "Webhook events delivered (2xx) by this instance",
-                                  value=dispatcher.finished["delivered"])
-        failed = CounterMetricFamily("relay_webhooks_failed", "Webhook events this instance stopped without a "
-                                     "2xx: gone (the receiver answered 410) or expired (given up after "
-                                     "WEBHOOK_MAX_AGE)", labels=["reason"])
-        for reason in ("gone", "expired"):
-            failed.add_metric([reason], dispatcher.finished[reason])
-        yield failed
-        attempts = CounterMetricFamily("relay_webhook_attempts", "Webhook delivery attempts by this instance, "
-                                       "by outcome", labels=["outcome"])
-        for outcome, n in dispatcher.attempts.items():
-            attempts.add_metric([outcome], n)
-        yield attempts
 
     def _pacer(self, pacer: Any | None) -> Iterator[Metric]:
         if pacer is None:

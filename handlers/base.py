@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import tornado.web
 
 from engine.auth import Access
-from engine.errors import ServiceUnavailable, Unauthorized, UploadError
+from engine.errors import ServiceUnavailable, UploadError
+from engine.grants import Grant
 
 from handlers.errors import STATUS_REASONS, RequestError, describe
 
@@ -24,8 +25,13 @@ ALLOWED_HEADERS = ", ".join([
 ])
 
 
+async def _nothing() -> None:
+    return None
+
+
 class BaseHandler(tornado.web.RequestHandler):
     access: Access = Access()
+    grant: Grant | None = None  # the request's upload grant, once owner() found one
 
     def initialize(self, access: Access | None = None, **_: Any) -> None:
         if access is not None:
@@ -51,14 +57,29 @@ class BaseHandler(tornado.web.RequestHandler):
         host = (self.request.headers.get("X-Forwarded-Host") or self.request.host).split(",")[0].strip()
         return f"{proto}://{host}"
 
-    def owner(self) -> str | None:
-        """The upload token's name; raises Unauthorized when tokens are required and missing."""
+    def owner(self, creating: bool = False) -> str | None:
+        """The owner: an upload token's name, or an upload grant's `sub` (the grant is kept in
+        self.grant). Raises Unauthorized (with the reason) when a token or grant is required and
+        missing or not valid. An expired grant still identifies the owner of existing uploads;
+        `creating` needs an unexpired one."""
+        self.grant = None
         if not self.access.enabled:
             return None
-        name = self.access.identify(self.request.headers.get("Authorization"))
-        if name is None:
-            raise Unauthorized("a valid upload token is required: send Authorization: Bearer <token>")
-        return name
+        identity = self.access.authenticate(self.request.headers.get("Authorization"), creating=creating)
+        self.grant = identity.grant
+        return identity.owner
+
+    async def admit_grant(self, *, size: int, filename: str | None, content_type: str | None,
+                          destination: str | None) -> Callable[[], Awaitable[None]]:
+        """At creation, before a byte is read: the request's grant (if any) must allow this
+        upload (403 with the reason otherwise). Returns what undoes its count of uploads, for a
+        creation that then fails."""
+        grant: Grant | None = getattr(self, "grant", None)
+        scope = self.access.grant_scope
+        if grant is None or scope is None:
+            return _nothing
+        return await scope.admit(grant, size=size, filename=filename, content_type=content_type,
+                                 destination=destination)
 
     def may_see_details(self) -> bool:
         """Detailed health and metrics: public, or only with an upload token (OBSERVABILITY_ACCESS)."""

@@ -18,6 +18,7 @@ log = logging.getLogger("relay.handlers")
 # (exception class, HTTP status, short code); first match wins, so subclasses come first.
 ERROR_TABLE: list[tuple[type[e.UploadError], int, str]] = [
     (e.Unauthorized, 401, "unauthorized"),
+    (e.Forbidden, 403, "forbidden"),
     (e.QuotaExceeded, 429, "quota_exceeded"),
     (e.UnsupportedFileType, 415, "unsupported_file_type"),
     (e.InvalidUpload, 400, "invalid_upload"),
