@@ -11,7 +11,8 @@ import hashlib
 import json
 import subprocess
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jwt
 import pytest

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -67,8 +68,7 @@ def test_the_signature_is_the_specs_and_the_reference_library_verifies_it():
     stamp = int(time.time())
     ours = sign(webhook_key(SECRET), "evt_1", stamp, body)
     reference = Webhook(SECRET)
-    from datetime import datetime, timezone
-    assert ours == reference.sign("evt_1", datetime.fromtimestamp(stamp, timezone.utc), body.decode())
+    assert ours == reference.sign("evt_1", datetime.fromtimestamp(stamp, UTC), body.decode())
     headers = {"webhook-id": "evt_1", "webhook-timestamp": str(stamp), "webhook-signature": ours}
     assert spec_verify(SECRET, headers, body)
     reference.verify(body, headers)
@@ -363,7 +363,7 @@ def test_every_event_arrives_once_per_id_through_a_dead_receiver_and_a_killed_in
 
     # Down: every attempt refused; health says so, the outbox holds everything.
     for relay in (a, b):
-        wait_until(lambda: relay.health()["components"]["webhooks"]["status"] == "failing", timeout_s=20,
+        wait_until(lambda r=relay: r.health()["components"]["webhooks"]["status"] == "failing", timeout_s=20,
                    message="the relays report the failing receiver")
     health = b.health()
     assert health["status"] == "degraded" and health["components"]["webhooks"]["pending"] == 40

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from engine.clock import Clock
 from engine.errors import Forbidden, InvalidUpload, ServiceUnavailable, Unauthorized

@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tornado.httpclient import HTTPRequest
 
@@ -115,7 +116,7 @@ class WebhookDispatcher:
                 log.exception("webhook dispatcher: unexpected error (going on)")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.policy.poll_interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

@@ -5,8 +5,9 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from engine.clock import iso8601
 

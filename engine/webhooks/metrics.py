@@ -2,7 +2,8 @@
 from the dispatcher's copy of the outbox's numbers (no I/O)."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 

@@ -1,8 +1,9 @@
 """The outbox in Redis: events added inside a caller's MULTI, claimed with a lease, finished or retried."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from engine.store import CheckpointStore
 from engine.webhooks.events import WebhookEvent
