@@ -22,7 +22,7 @@ BREAKER_STATES = ["CLOSED", "OPEN", "HALF_OPEN"]
 # handlers/errors.py: ERROR_TABLE codes, the handlers' own, and Tornado's (`http_<status>`).
 ERROR_CODES = ["unauthorized", "quota_exceeded", "unsupported_file_type", "invalid_upload", "too_large",
                "not_found", "gone", "offset_mismatch", "checksum_mismatch", "locked", "rejected_by_notion",
-               "unavailable", "bad_request", "upload_failed", "internal"]
+               "unavailable", "bad_request", "upload_failed", "internal", "forbidden"]
 
 JSON = "application/json"
 OCTETS = "application/octet-stream"
@@ -63,7 +63,8 @@ ERROR = obj({
     "limit": {**COUNT, "description": "The limit that was hit: bytes (too large, quota) or uploads (quota)."},
     "reason": {**STRING, "description": "Which quota (429): `concurrent_uploads` or `bytes_per_hour`; why a new "
                                         "upload must wait (503): `circuit_breaker`, `checkpoint_store`, `memory`, "
-                                        "`spool_disk`, `budget_backlog`, `upload_count`."},
+                                        "`spool_disk`, `budget_backlog`, `upload_count`; what is wrong with an "
+                                        "upload grant (401: `grant_…`) or what it does not allow (403)."},
     "budget_backlog_s": {**NUMBER, "description": "Seconds of Notion requests queued before a new upload's (503)."},
     "status": {**INTEGER, "description": "Notion's HTTP status when Notion refused the upload."},
     "circuit_breaker_state": {"enum": BREAKER_STATES},
@@ -203,7 +204,10 @@ TUS_RESUMABLE_OUT = {"Tus-Resumable": {"required": True, "schema": {"const": TUS
 
 ERROR_TEXT = {
     400: "Bad request: a missing or malformed field or header, or Notion refused the file as described.",
-    401: "A valid upload token is required (only when UPLOAD_TOKENS is set).",
+    401: "A valid upload token or upload grant is required (only when UPLOAD_TOKENS or upload grants are set); "
+         "`reason` says what is wrong with a grant (`grant_expired`, `grant_signature`, …).",
+    403: "The upload grant does not allow this upload: `reason` is `grant_max_bytes`, `grant_content_type`, "
+         "`grant_destination` or `grant_max_uploads`.",
     404: "No such upload (or it belongs to another token).",
     405: "Method not allowed on an upload.",
     409: "Offset mismatch: `offset` in the body is where to continue.",
@@ -272,7 +276,7 @@ TUS_NOTE = (f"tus {TUS_VERSION} (https://tus.io/protocols/resumable-upload). Eve
 
 def build_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (a fresh dict each call)."""
-    json_errors = errors(400, 401, 413, 415, 429, 503)
+    json_errors = errors(400, 401, 403, 413, 415, 429, 503)
     paths: dict[str, Any] = {
         "/api/upload/create-session": {"post": {
             "operationId": "createSession",
@@ -384,7 +388,7 @@ def build_document() -> dict[str, Any]:
                         "Upload-Offset": {"required": True, "schema": DIGITS},
                         "Upload-Expires": {"schema": STRING},
                         **TUS_RESUMABLE_OUT}},
-                    **errors(400, 401, 410, 412, 413, 414, 415, 429, 460, 503, tus=True),
+                    **errors(400, 401, 403, 410, 412, 413, 414, 415, 429, 460, 503, tus=True),
                 },
             },
         },
@@ -450,7 +454,8 @@ def build_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"uploadToken": {
                 "type": "http", "scheme": "bearer",
-                "description": "An upload token from UPLOAD_TOKENS; required when tokens are configured."}},
+                "description": "An upload token from UPLOAD_TOKENS, or an upload grant (a JWT the app mints: "
+                               "README \"Integrating an app\"); required when either is configured."}},
             "schemas": {
                 "Error": ERROR,
                 "UploadStatus": UPLOAD_STATUS,
