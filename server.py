@@ -139,7 +139,10 @@ class Relay:
         self.limiter = limiter
         # Reads from clients are paced while the CPU quota is nearly used up, so the loop stays
         # responsive (health, new requests); the intake asks it for every body chunk: pacer.take(n).
-        pacer = IntakePacer(self.clock, lambda: limiter.last.cpu_limit_cores if limiter.last else 1.0)
+        # Never slower than Notion's budget can take bytes (requests/s x part size): pacing keeps
+        # the loop responsive, it must not become the bottleneck.
+        pacer = IntakePacer(self.clock, lambda: limiter.last.cpu_limit_cores if limiter.last else 1.0,
+                            min_rate=budget.rate_per_s * s.part_size_bytes)
         self.pacer = pacer
 
         def upload_outcome(event: str, fields: dict[str, Any]) -> None:

@@ -228,7 +228,11 @@ class IntakePacer:
     faster only fills the spool sooner. While the process used more than `high` of its CPU over
     the last window, intake is held to the rate that brings it to `target`; below `low` the pace
     rises toward the target again, and is lifted once far above what clients send. A pause is an
-    awaitable returned to `data_received`, i.e. the client's socket is not read meanwhile (Tornado's flow control), so nothing piles up in memory.
+    awaitable returned to `data_received`, i.e. the client's socket is not read meanwhile
+    (Tornado's flow control), so nothing piles up in memory.
+
+    The pace never falls below `min_rate`: server.py sets it to what Notion's request budget can
+    take (requests/s × part size), so pacing never becomes the relay's bottleneck.
 
     `take(n)` is the hot path (every body chunk): a few float operations, no I/O. `tick()` runs
     every `window_s` (server.py) and reads only this process's CPU time.
