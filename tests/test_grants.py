@@ -132,6 +132,19 @@ def test_an_eddsa_grant_uploads_through_the_json_api_to_its_destination_by_id(st
     assert record_of(stack, upload_id)["owner"] == "app-user@example.com"
 
 
+def test_the_limits_the_page_reads_are_narrowed_to_the_grant(stack):
+    base = stack.relay.url
+    public = requests.get(f"{base}/api/limits", timeout=10).json()
+    grant = mint(max_bytes=MIB, content_types=["image/*"], max_uploads=3)
+    narrowed = requests.get(f"{base}/api/limits", headers=bearer(grant), timeout=10).json()
+    assert narrowed["max_file_bytes"] == MIB < public["max_file_bytes"]
+    assert narrowed["content_types"] and all(t.startswith("image/") for t in narrowed["content_types"])
+    assert "png" in narrowed["extensions"] and "pdf" not in narrowed["extensions"]
+    assert narrowed["grant"]["max_uploads"] == 3 and "grant" not in public
+    # An invalid grant changes nothing here (creation refuses it).
+    assert requests.get(f"{base}/api/limits", headers=bearer(_tampered()), timeout=10).json() == public
+
+
 def test_static_upload_tokens_keep_working_beside_grants(stack):
     r = api_create(stack.relay.url, UPLOAD_TOKEN, 1000, name="a.txt")
     assert r.status_code == 201, r.text
