@@ -16,6 +16,8 @@ from engine.webhooks.outbox import ClaimedEvent, Outbox
 from engine.webhooks.signing import receiver_name, signature_headers, webhook_key
 
 log = logging.getLogger("relay.webhooks")
+# A receiver whose last failure is older than this, with nothing waiting, is not reported failing.
+FAILING_NEWS_S = 3600.0
 USER_AGENT = "notion-upload-relay-webhooks/1"
 
 
@@ -101,9 +103,10 @@ class WebhookDispatcher:
             await self.outbox.release(left)
         except StoreUnavailable:
             pass  # their leases end by themselves
-        await asyncio.sleep(0)  # let the cancelled deliveries unwind
-        if not self.in_flight:
-            self.http.close()  # closing it under running transfers makes libcurl callbacks fail
+        # Closing the client under running transfers makes libcurl callbacks fail: only when
+        # nothing had to be cancelled (the process is ending anyway).
+        if not left:
+            self.http.close()
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -216,8 +219,13 @@ class WebhookDispatcher:
 
     @property
     def failing(self) -> bool:
+        """The receiver failed `failing_after` attempts in a row (any instance), and that is news:
+        events are waiting, or the last failure is less than an hour old."""
         snap = self._last_snapshot
-        return bool(snap and snap["consecutive_failures"] >= self.policy.failing_after)
+        if not snap or snap["consecutive_failures"] < self.policy.failing_after:
+            return False
+        recent = snap["last_failure_age_s"] is not None and snap["last_failure_age_s"] < FAILING_NEWS_S
+        return snap["pending"] > 0 or recent
 
     def snapshot(self) -> dict[str, Any]:
         """For health: no I/O (the copy the dispatcher's loop keeps fresh)."""
