@@ -53,17 +53,26 @@ export const timeouts = (() => {
 
 // --- the upload token -----------------------------------------------------------------------
 
+// An app hands the page an upload grant as /#grant=… (a fragment never reaches a server, its
+// logs or a Referer): it leaves the address bar at once and lasts for this tab only.
+const GRANT_KEY = "notion-relay/grant";
+
 function loadToken() {
+  const grant = new URLSearchParams(location.hash.slice(1)).get("grant");
+  if (grant) history.replaceState(null, "", location.pathname + location.search);
   try {
-    tokenInput.value = localStorage.getItem(TOKEN_KEY) || "";
+    if (grant) sessionStorage.setItem(GRANT_KEY, grant);
+    tokenInput.value = sessionStorage.getItem(GRANT_KEY) || localStorage.getItem(TOKEN_KEY) || "";
   } catch {
-    tokenInput.value = "";
+    tokenInput.value = grant || "";
   }
 }
 
 function saveToken() {
   try {
     const value = tokenInput.value.trim();
+    if (value && value === sessionStorage.getItem(GRANT_KEY)) return;  // a grant is never kept longer
+    sessionStorage.removeItem(GRANT_KEY);
     if (value) localStorage.setItem(TOKEN_KEY, value);
     else localStorage.removeItem(TOKEN_KEY);
   } catch {
