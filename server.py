@@ -20,6 +20,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from engine.destinations import Destinations
 from engine.admission import Admission, loads_of
 from engine.auth import Access
 from engine.breaker import CircuitBreaker
@@ -47,6 +48,7 @@ from engine.upload.scheduler import PartScheduler
 from engine.store import CheckpointStore
 from engine.webhooks import build_dispatcher
 from engine.upload.service import ServiceParts, UploadService
+from handlers.destinations import DestinationsHandler
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
 from handlers.base import NotFoundHandler
 from handlers.metrics import MetricsHandler
@@ -159,11 +161,13 @@ class Relay:
         self.webhooks = build_dispatcher(s, store, self.clock, emit)
         self.access = access
         quotas = Quotas(store, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
+        destinations = Destinations(s.notion_destinations, s.notion_parent_page_id, notion, guard, self.clock,
+                                    s.notion_files_property, s.notion_caption_property)
         service = UploadService(ServiceParts(
             clock=self.clock, notion=notion, guard=guard, store=store, scheduler=scheduler,
             retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
             parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
-            notion_settle_s=s.notion_settle_s,
+            notion_settle_s=s.notion_settle_s, destinations=destinations,
             quotas=quotas if access.enabled else None, listeners=listeners))
         service.check_owners = access.enabled
         self.service = service
@@ -217,6 +221,7 @@ class Relay:
             (r"/metrics", MetricsHandler, {"metrics": metrics, "access": access}),
             (r"/api/openapi.json", OpenAPIHandler),
             (r"/api/limits", LimitsHandler, {"service": service, "access": access}),
+            (r"/api/destinations", DestinationsHandler, {"destinations": destinations, "access": access}),
             (r"/()", PageHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
             (VENDOR_ROUTE, VendorHandler),
             (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from engine.destinations import parse_destinations
 from engine.auth import parse_upload_tokens
 from engine.grants import DEFAULT_AUDIENCE, DEFAULT_LEEWAY_S, PublicKey, parse_grant_secret, parse_public_key
 from engine.webhooks import parse_webhook_secret, parse_webhook_url
@@ -110,6 +111,12 @@ class Settings:
     notion_api_base: str = _env("NOTION_API_BASE", "https://api.notion.com", _str)
     notion_version: str = _env("NOTION_VERSION", "2025-09-03", _str)
     notion_parent_page_id: str | None = _env("NOTION_PARENT_PAGE_ID", None, _page_id)
+    # Where uploads may go besides NOTION_PARENT_PAGE_ID: `name=ID_OR_URL, …` (engine/destinations.py).
+    notion_destinations: tuple[tuple[str, str], ...] = _env("NOTION_DESTINATIONS", (), parse_destinations)
+    # A database destination's row: the files property (default: the first of type files) and a
+    # text property for the caption (default: none; the caption becomes the file's name).
+    notion_files_property: str | None = _env("NOTION_FILES_PROPERTY", None, _optional_str)
+    notion_caption_property: str | None = _env("NOTION_CAPTION_PROPERTY", None, _optional_str)
     notion_rate_limit: tuple[int, float] = _env("NOTION_RATE_LIMIT", (180, 60.0), _rate)
     part_size_mb: int = _env("PART_SIZE_MB", 10, _int, _between(5, 20))
 

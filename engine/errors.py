@@ -64,6 +64,10 @@ class Forbidden(UploadError):
     """A valid upload grant that does not allow this upload (size, type, destination, count)."""
 
 
+class DestinationNotAllowed(Forbidden):
+    """A page or database that is not on the relay's list of destinations."""
+
+
 class QuotaExceeded(UploadError):
     """A token's concurrent uploads or bytes per hour are used up; details say which."""
 

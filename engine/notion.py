@@ -112,9 +112,35 @@ class NotionClient:
     async def users_me(self) -> dict[str, Any]:
         return await self._json("users_me", "GET", "/v1/users/me")
 
-    async def append_file_block(self, page_id: str, file_upload_id: str, block_type: str) -> dict[str, Any]:
-        child = {"type": block_type, block_type: {"type": "file_upload", "file_upload": {"id": file_upload_id}}}
+    async def append_file_block(self, page_id: str, file_upload_id: str, block_type: str,
+                                caption: str | None = None) -> dict[str, Any]:
+        media: dict[str, Any] = {"type": "file_upload", "file_upload": {"id": file_upload_id}}
+        if caption:
+            media["caption"] = rich_text(caption)
+        child = {"type": block_type, block_type: media}
         return await self._json("attach", "PATCH", f"/v1/blocks/{page_id}/children", {"children": [child]})
+
+    async def create_row(self, data_source_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """A new page in a database (at Notion-Version 2025-09-03: under its data source)."""
+        body = {"parent": {"type": "data_source_id", "data_source_id": data_source_id}, "properties": properties}
+        return await self._json("create_row", "POST", "/v1/pages", body)
+
+    async def query_rows(self, data_source_id: str, filter_: dict[str, Any],
+                         start_cursor: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"filter": filter_, "page_size": 100,
+                                "sorts": [{"timestamp": "created_time", "direction": "descending"}]}
+        if start_cursor:
+            body["start_cursor"] = start_cursor
+        return await self._json("query", "POST", f"/v1/data_sources/{data_source_id}/query", body)
+
+    async def retrieve_page(self, page_id: str) -> dict[str, Any]:
+        return await self._json("retrieve_page", "GET", f"/v1/pages/{page_id}")
+
+    async def retrieve_database(self, database_id: str) -> dict[str, Any]:
+        return await self._json("retrieve_database", "GET", f"/v1/databases/{database_id}")
+
+    async def retrieve_data_source(self, data_source_id: str) -> dict[str, Any]:
+        return await self._json("retrieve_data_source", "GET", f"/v1/data_sources/{data_source_id}")
 
     async def list_children(self, page_id: str, start_cursor: str | None = None) -> dict[str, Any]:
         query = "?page_size=100" + (f"&start_cursor={start_cursor}" if start_cursor else "")
@@ -223,3 +249,8 @@ class NotionClient:
                 return Failure("connect", "connecting to Notion timed out", operation=operation)
             return Failure("timeout", "the request to Notion stalled or took too long", operation=operation)
         return Failure("transfer", f"the connection to Notion broke (curl error {errno})", operation=operation)
+
+
+def rich_text(text: str) -> list[dict[str, Any]]:
+    """Notion's rich text for plain text (at most 2,000 characters per text object)."""
+    return [{"type": "text", "text": {"content": text[i:i + 2000]}} for i in range(0, len(text), 2000)]

@@ -16,6 +16,8 @@ _RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504, 529}
 _EXPECTED_OBJECT = {
     "create": "file_upload", "send": "file_upload", "complete": "file_upload", "retrieve": "file_upload",
     "list_uploads": "list", "users_me": "user", "attach": "list", "children": "list",
+    "create_row": "page", "query": "list", "retrieve_page": "page", "retrieve_database": "database",
+    "retrieve_data_source": "data_source",
 }
 
 

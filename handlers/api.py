@@ -52,6 +52,9 @@ def upload_view(session: UploadSession, system: SystemView) -> dict[str, Any]:
             "status": r.notion_status,
             "block_id": r.block_id,
             "page_id": r.page_id,
+            "row_id": r.row_id,
+            "data_source_id": r.data_source_id,
+            "destination": {"name": r.destination, "kind": r.destination_kind, "id": r.destination_id},
         },
         "system_resources": system.resources_brief(),
         "circuit_breaker": system.breaker_brief(),
@@ -83,15 +86,19 @@ class CreateSessionHandler(BaseHandler):
                 raise RequestError(400, "fileSize (a non-negative integer, in bytes) is required")
             if content_type is not None and not isinstance(content_type, str):
                 raise RequestError(400, "contentType must be a string")
-            destination = data.get("destination")
+            destination, title, caption = data.get("destination"), data.get("title"), data.get("caption")
             if destination is not None and not isinstance(destination, str):
                 raise RequestError(400, "destination must be a string (a destination's name or id)")
+            for key, value in (("title", title), ("caption", caption)):
+                if value is not None and not isinstance(value, str):
+                    raise RequestError(400, f"{key} must be a string")
             # An upload grant's limits, before Notion is asked for anything.
             release_grant = await self.admit_grant(size=size, filename=filename, content_type=content_type,
                                                    destination=destination)
             try:
                 session = await self.service.create(filename=filename, size=size, content_type=content_type,
-                                                    owner=owner)
+                                                    owner=owner, destination=destination, title=title,
+                                                    caption=caption)
             except BaseException:
                 await release_grant()
                 raise

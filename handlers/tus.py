@@ -150,7 +150,8 @@ class TusCollectionHandler(TusBase):
         try:
             session = await self.service.create(
                 filename=filename, content_type=content_type, size=size,
-                metadata=self.request.headers.get("Upload-Metadata"), owner=self.upload_owner)
+                metadata=self.request.headers.get("Upload-Metadata"), owner=self.upload_owner,
+                destination=meta.get("destination"), title=meta.get("title"), caption=meta.get("caption"))
         except BaseException:
             await release_grant()
             raise

@@ -173,7 +173,7 @@ async def test_an_append_whose_request_may_still_land_waits_for_notion_to_settle
     original = wing.notion.append_file_block
     landing: list[asyncio.Task] = []
 
-    async def lands_late(page: str, fid: str, block_type: str):
+    async def lands_late(page: str, fid: str, block_type: str, caption: str | None = None):
         wing.notion.calls["attach"] += 1
         landing.append(asyncio.ensure_future(lands_after(page, fid, block_type)))
         raise __import__("engine.notion").notion.Failure("timeout", "stalled", operation="attach")

@@ -160,6 +160,7 @@ def grant_access(settings: Any, store: CheckpointStore, clock: Clock) -> dict[st
         return {}
     verifier = GrantVerifier(clock, secret=settings.upload_grant_secret, public_key=settings.upload_grant_public_key,
                              audience=settings.upload_grant_audience, leeway_s=settings.upload_grant_leeway_s)
-    scope = GrantScope(GrantUsage(store, clock, settings.upload_grant_leeway_s),
-                       {DEFAULT_DESTINATION: settings.notion_parent_page_id})
+    known: dict[str, str | None] = {DEFAULT_DESTINATION: settings.notion_parent_page_id}
+    known.update(dict(settings.notion_destinations))  # the relay's allowlist (engine/destinations.py)
+    scope = GrantScope(GrantUsage(store, clock, settings.upload_grant_leeway_s), known)
     return {"grants": verifier, "grant_scope": scope}

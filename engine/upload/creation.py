@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.clock import Clock, parse_iso8601
+from engine.destinations import Destinations
 from engine.errors import (InvalidUpload, NotionRejected, ServiceUnavailable, UnsupportedFileType, UploadTooLarge)
 from engine.filetypes import clean_filename, content_type_for, extension
 from engine.guard import BreakerOpen
@@ -48,12 +49,15 @@ class NewUpload:
     content_type: str | None
     metadata: str | None = None
     owner: str | None = None
+    destination: str | None = None  # a name or id from the allowlist; None: the default
+    title: str | None = None  # a database row's title (default: the filename)
+    caption: str | None = None
 
 
 class Creator:
     def __init__(self, clock: Clock, notion: NotionFiles, guard: Guard, once: OnceRunner, store: Checkpoints,
                  retry: RetryPolicy, part_size_bytes: int, parent_page_id: str | None,
-                 quotas: Quotas | None) -> None:
+                 quotas: Quotas | None, destinations: Destinations | None = None) -> None:
         self.clock = clock
         self.notion = notion
         self.guard = guard
@@ -63,6 +67,7 @@ class Creator:
         self.part_size_bytes = part_size_bytes
         self.parent_page_id = parent_page_id
         self.quotas = quotas
+        self.destinations = destinations
         self._workspace_limit: tuple[float, int] | None = None
         self._limit_lookup: asyncio.Future[int] | None = None
 
@@ -71,6 +76,7 @@ class Creator:
         deadline = self.clock.monotonic() + CREATE_DEADLINE_S
         if new.size <= 0:
             raise InvalidUpload("the upload length must be at least 1 byte (Notion stores no empty files)")
+        picked = self.destinations.pick(new.destination) if self.destinations else None
         limit = await self._workspace_limit_by(deadline)
         if new.size > limit:
             raise UploadTooLarge(f"the file is {new.size} bytes; this Notion workspace accepts at most {limit} bytes",
@@ -86,6 +92,7 @@ class Creator:
             raise UnsupportedFileType(f"Notion does not accept {kind}; see the supported file types in the README")
         if new.owner is not None and self.quotas is not None:
             await self.quotas.admit(new.owner, new.size)
+        target = await self.destinations.describe(*picked, deadline=deadline) if self.destinations and picked else None
         upload_id = new_upload_id()
         created = await self._create_in_notion(plan, name, ctype, upload_id, deadline)
         now = self.clock.wall()
@@ -96,8 +103,18 @@ class Creator:
             created_at=now, updated_at=now, state=CREATED,
             notion_file_upload_id=created["id"], notion_status=created.get("status", "pending"),
             expires_at=parse_iso8601(expiry) if expiry else now + NOTION_EXPIRY_S,
-            page_id=self.parent_page_id, metadata=new.metadata, owner=new.owner,
+            page_id=self.parent_page_id if self.destinations is None else None,
+            metadata=new.metadata, owner=new.owner, title=new.title or name, caption=new.caption,
         )
+        if target is not None:
+            record.destination, record.destination_kind, record.destination_id = target.name, target.kind, target.id
+            if target.kind == "page":
+                record.page_id = target.id
+            else:
+                record.data_source_id = target.data_source_id
+                record.title_property = target.title_property
+                record.files_property = target.files_property
+                record.caption_property = target.caption_property
         try:
             await self.store.save_record(record.to_dict())
         except StoreUnavailable:

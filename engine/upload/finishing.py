@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from engine.errors import UploadFailed, UploadGone
 from engine.filetypes import block_type_for
+from engine.notion import rich_text
 from engine.notion_answers import Failure
 from engine.upload.interfaces import Guard, NotionFiles
 from engine.upload.once import OnceRunner, Undecided
@@ -85,22 +86,67 @@ class Finisher:
     # --- attach --------------------------------------------------------------------------
 
     async def attach(self, s: UploadSession) -> None:
-        fid = s.record.notion_file_upload_id
-        page = s.record.page_id
+        """Put the file where it belongs: a block on a page, or a new row of a database."""
+        if s.record.data_source_id:
+            await self._add_row(s)
+        else:
+            await self._append_block(s)
+
+    async def _append_block(self, s: UploadSession) -> None:
+        fid = s.record.notion_file_upload_id or ""
+        page = s.record.page_id or ""
         block_type = block_type_for(s.record.content_type)
 
         async def attached() -> dict[str, Any] | None:
-            current = await self._retrieve(s)
-            if current.get("expiry_time") is not None:
+            if not await self._is_attached(s):
                 return None
             block = await self._find_block(page, s.record.filename, block_type)
             return {"object": "list", "results": [block] if block else []}
 
-        result = await self._once("attach", s, lambda: self.notion.append_file_block(page, fid, block_type),
-                                  attached, settle=True)
+        result = await self._once("attach", s, lambda: self.notion.append_file_block(
+            page, fid, block_type, caption=s.record.caption), attached, settle=True)
         results = result.get("results") or []
         block = results[-1] if results else None
         s.record.block_id = block.get("id") if isinstance(block, dict) else None
+
+    async def _add_row(self, s: UploadSession) -> None:
+        r = s.record
+        source = r.data_source_id or ""
+        entry_name = r.caption if r.caption and not r.caption_property else r.filename
+        properties: dict[str, Any] = {r.files_property or "Files": {"files": [
+            {"type": "file_upload", "file_upload": {"id": r.notion_file_upload_id}, "name": entry_name}]}}
+        if r.title_property:
+            properties[r.title_property] = {"title": rich_text(r.title or r.filename)}
+        if r.caption and r.caption_property:
+            properties[r.caption_property] = {"rich_text": rich_text(r.caption)}
+
+        async def added() -> dict[str, Any] | None:
+            if not await self._is_attached(s):
+                return None
+            return await self._find_row(s, source, entry_name) or {"object": "page", "id": None}
+
+        row = await self._once("create_row", s, lambda: self.notion.create_row(source, properties), added,
+                               settle=True)
+        r.row_id = row.get("id")
+
+    async def _is_attached(self, s: UploadSession) -> bool:
+        """Notion clears a file upload's `expiry_time` once it is attached (to a block or a row)."""
+        return (await self._retrieve(s)).get("expiry_time") is None
+
+    async def _find_row(self, s: UploadSession, source: str, entry_name: str) -> dict[str, Any] | None:
+        """The newest row with our title whose files hold an entry of our name (rows never carry
+        the file_upload id either: a files entry reads {name, type: "file", file: {url, …}})."""
+        r = s.record
+        where: dict[str, Any] = {"property": r.files_property, "files": {"is_not_empty": True}}
+        if r.title_property:
+            where = {"and": [where, {"property": r.title_property,
+                                     "title": {"equals": r.title or r.filename}}]}
+        listing = await self.guard.run(lambda: self.notion.query_rows(source, where))
+        for row in listing.get("results") or []:  # newest first
+            files = ((row.get("properties") or {}).get(r.files_property or "") or {}).get("files") or []
+            if any(isinstance(f, dict) and f.get("name") == entry_name for f in files):
+                return row
+        return None
 
     async def _find_block(self, page: str, filename: str, block_type: str) -> dict[str, Any] | None:
         """The newest block on the page showing a file of this name (see the module docstring)."""

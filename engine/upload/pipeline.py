@@ -192,10 +192,15 @@ class PartPipeline:
             if s.plan.is_multipart:
                 await self.finisher.complete(s)
             s.record.notion_status = "uploaded"
-            if s.record.page_id:
+            if s.record.attaches:
                 await self.finisher.attach(s)
-        except UploadError as error:
-            s.fail(error.message, can_resume=bool(error.details.get("can_resume", False)))
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the waiting request must get an answer
+            if isinstance(exc, UploadError):
+                s.fail(exc.message, can_resume=bool(exc.details.get("can_resume", False)))
+            else:
+                log.exception("finishing upload %s failed unexpectedly", s.id)
+                s.fail("finishing the upload failed unexpectedly; it is tried again when the upload resumes",
+                       can_resume=True)
             self.emit("UPLOAD_FAILED", upload_id=s.id, reason="finalize", can_resume=s.record.can_resume)
             self.saver.save(s)
             return

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine
 
 from engine.clock import Clock
+from engine.destinations import Destinations
 from engine.errors import ServiceUnavailable, UploadError
 from engine.quotas import Quotas
 from engine.retry import RetryPolicy
@@ -46,6 +47,7 @@ class ServiceParts:
     parent_page_id: str | None
     locks: Ownership
     quotas: Quotas | None = None  # per-token limits, when uploads have owners
+    destinations: Destinations | None = None  # the allowlist (None: every file to parent_page_id)
     owner_idle_s: float = 300.0
     # How long Notion may still act on a request after we stopped waiting (its 60 s limit).
     notion_settle_s: float = 60.0
@@ -61,7 +63,7 @@ class UploadService:
         finisher = Finisher(parts.notion, parts.guard, once)
         self.saver = RecordSaver(parts.clock, parts.store, self.spawn)
         self.creator = Creator(parts.clock, parts.notion, parts.guard, once, parts.store, parts.retry,
-                               parts.part_size_bytes, parts.parent_page_id, parts.quotas)
+                               parts.part_size_bytes, parts.parent_page_id, parts.quotas, parts.destinations)
         self.pipeline = PartPipeline(parts.clock, parts.notion, parts.guard, parts.store, parts.scheduler,
                                      parts.retry, finisher, self.saver, self.emit, self.spawn)
         self.registry = Registry(parts.clock, parts.store, parts.locks, parts.scheduler, finisher, self.saver,
@@ -99,12 +101,14 @@ class UploadService:
     # --- what the handlers call --------------------------------------------------------------
 
     async def create(self, *, filename: str | None, size: int, content_type: str | None,
-                     metadata: str | None = None, owner: str | None = None) -> UploadSession:
+                     metadata: str | None = None, owner: str | None = None, destination: str | None = None,
+                     title: str | None = None, caption: str | None = None) -> UploadSession:
         if self.admission is not None:
             self.admission()  # counts `creating` too: no await between this check and the increment
         self.creating += 1
         try:
-            record, plan = await self.creator.record_for(NewUpload(filename, size, content_type, metadata, owner))
+            record, plan = await self.creator.record_for(
+                NewUpload(filename, size, content_type, metadata, owner, destination, title, caption))
             session = await self.registry.hold_new(record)
         finally:
             self.creating -= 1
@@ -114,7 +118,8 @@ class UploadService:
             except StoreUnavailable:
                 pass  # counted from the records at the next admission anyway
         self.emit("UPLOAD_START", upload_id=record.id, size=size, parts=plan.number_of_parts,
-                  mode=plan.mode, filename=record.filename)
+                  mode=plan.mode, filename=record.filename, destination=record.destination,
+                  destination_kind=record.destination_kind)
         return session
 
     async def workspace_limit(self) -> int:

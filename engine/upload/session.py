@@ -60,14 +60,31 @@ class UploadRecord:
     notion_file_upload_id: str | None = None
     notion_status: str | None = None
     expires_at: float | None = None
-    page_id: str | None = None
+    page_id: str | None = None  # a page destination: the file goes there as a block
     block_id: str | None = None
+    # Where the file goes (engine/destinations.py): its name, kind ("page" | "database") and,
+    # for a database, the data source its row goes into and the row's property names.
+    destination: str | None = None
+    destination_kind: str | None = None
+    destination_id: str | None = None
+    data_source_id: str | None = None
+    title_property: str | None = None
+    files_property: str | None = None
+    caption_property: str | None = None
+    title: str | None = None
+    caption: str | None = None
+    row_id: str | None = None
     metadata: str | None = None
     error: str | None = None
     can_resume: bool = True
     owner: str | None = None
     updated_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attaches(self) -> bool:
+        """The file goes somewhere in Notion (a block on a page, or a database row)."""
+        return bool(self.page_id or self.data_source_id)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,7 +146,7 @@ class UploadSession:
         """Notion holds the whole file, attached where it belongs: it no longer expires."""
         self.record.state = COMPLETED
         self.record.notion_status = "uploaded"
-        if self.record.page_id:
+        if self.record.attaches:
             self.record.expires_at = None
         self.finalizing = None
         if not self.finished.done():

@@ -166,6 +166,7 @@ class ScriptedNotion:
         self.clock = clock
         self.uploads: dict[str, FakeUpload] = {}
         self.blocks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)  # per data source, newest first
         self.scripts: dict[str, deque[str]] = defaultdict(deque)
         self.calls: dict[str, int] = defaultdict(int)
         self.limit = 5 * 2**30
@@ -263,7 +264,29 @@ class ScriptedNotion:
         return await self._do("users_me", lambda: {
             "object": "user", "id": "bot", "bot": {"workspace_limits": {"max_file_upload_size_in_bytes": self.limit}}})
 
-    async def append_file_block(self, page_id: str, file_upload_id: str, block_type: str) -> dict[str, Any]:
+    async def create_row(self, data_source_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        def act() -> dict[str, Any]:
+            entries = next(p["files"] for p in properties.values() if "files" in p)
+            u = self._upload(entries[0]["file_upload"]["id"])
+            if u.status != "uploaded":
+                raise Failure("http", "not uploaded", status=400, code="validation_error")
+            u.attached += 1
+            row = {"object": "page", "id": str(uuid.uuid4()), "properties": {
+                name: ({"type": "files", "files": [{"name": e.get("name"), "type": "file",
+                                                    "file": {"url": "https://files.example/r"}} for e in p["files"]]}
+                       if "files" in p else {"type": "title", "title": p.get("title") or p.get("rich_text")})
+                for name, p in properties.items()}}
+            self.rows[data_source_id].insert(0, row)
+            return row
+        return await self._do("create_row", act)
+
+    async def query_rows(self, data_source_id: str, filter_: dict[str, Any],
+                         start_cursor: str | None = None) -> dict[str, Any]:
+        return await self._do("query", lambda: {"object": "list", "results": list(self.rows[data_source_id]),
+                                                "has_more": False, "next_cursor": None})
+
+    async def append_file_block(self, page_id: str, file_upload_id: str, block_type: str,
+                                caption: str | None = None) -> dict[str, Any]:
         def act() -> dict[str, Any]:
             u = self._upload(file_upload_id)
             if u.status != "uploaded":

@@ -1,0 +1,28 @@
+"""`GET /api/destinations`: where uploads may go, as Notion describes each place.
+
+    {"destinations": [{"name": "default", "id": "…", "kind": "page", "title": "Uploads"},
+                      {"name": "deliverables", "id": "…", "kind": "database", "title": "Deliverables"}],
+     "default": "default"}
+
+What Notion says is cached by the engine (each lookup spends the request budget); a place
+Notion cannot describe right now is listed with `kind: null`. Public, like the page: it lists
+the relay's configuration, never anyone's uploads.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.destinations import DEFAULT_NAME, Destinations
+from handlers.base import BaseHandler
+
+
+class DestinationsHandler(BaseHandler):
+    def initialize(self, destinations: Destinations, **kwargs: Any) -> None:
+        self.destinations = destinations
+        super().initialize(**kwargs)
+
+    async def get(self) -> None:
+        listing = await self.destinations.listing()
+        default = DEFAULT_NAME if self.destinations.default_id is not None else None
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(200, {"destinations": listing, "default": default})
