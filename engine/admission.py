@@ -22,14 +22,15 @@ samples, the budget's bucket, the live uploads' counters): no I/O on the request
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from engine.breaker import CircuitBreaker
 from engine.disk import HEALTHY, LOW, UNKNOWN, SpoolDisk
 from engine.errors import ServiceUnavailable
-from engine.upload.partplan import PlanError, plan_parts
 from engine.resources import AdaptiveLimiter
+from engine.upload.partplan import PlanError, plan_parts
 from engine.upload.session import FAILED, FINAL_STATES, FINALIZING
 
 MIB = 2**20

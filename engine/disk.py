@@ -7,9 +7,9 @@ spool itself wrote since (see `space_for_spool`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from engine.clock import Clock
 

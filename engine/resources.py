@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -170,7 +171,8 @@ class Thresholds:
 
     def scaled_to(self, total_mb: float) -> "Thresholds":
         factor = total_mb / SEED_DYNO_MB
-        return Thresholds(self.low_mb * factor, self.medium_mb * factor, self.high_mb * factor, self.critical_mb * factor)
+        return Thresholds(self.low_mb * factor, self.medium_mb * factor, self.high_mb * factor,
+                          self.critical_mb * factor)
 
 
 class AdaptiveLimiter:

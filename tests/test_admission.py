@@ -8,7 +8,16 @@ from types import SimpleNamespace
 import pytest
 
 from engine.admission import (
-    BREAKER, BUDGET_BACKLOG, COUNT, MEMORY, SPOOL_DISK, STORE, Admission, UploadLoad, load_of, loads_of,
+    BREAKER,
+    BUDGET_BACKLOG,
+    COUNT,
+    MEMORY,
+    SPOOL_DISK,
+    STORE,
+    Admission,
+    UploadLoad,
+    load_of,
+    loads_of,
 )
 from engine.breaker import CircuitBreaker
 from engine.budget import RequestBudget
@@ -16,8 +25,8 @@ from engine.clock import FakeClock
 from engine.disk import SpoolDisk
 from engine.errors import ServiceUnavailable
 from engine.metrics import RelayMetrics, Sources
-from engine.upload.partplan import plan_parts
 from engine.resources import AdaptiveLimiter, Sample, Thresholds
+from engine.upload.partplan import plan_parts
 from engine.upload.session import COMPLETED, CREATED, FAILED, FINALIZING, RECEIVING
 from settings import Settings
 
@@ -272,7 +281,8 @@ def test_a_sessions_load_comes_from_its_plan_its_durable_parts_and_its_spool():
     assert near_end == UploadLoad(10 * MIB, 10 * MIB, 1 + 2)  # only part 4 is not durable
     assert load_of(session(size, FINALIZING, received=size, durable={1, 2, 3, 4, 5})) == UploadLoad(0, 0, 2)
     assert load_of(session(size, COMPLETED, received=size, durable={1, 2, 3, 4, 5})) is None
-    assert load_of(session(size, FAILED, received=25 * MIB, durable={1}, can_resume=False)) == UploadLoad(15 * MIB, 0, 0)
+    failed_for_good = session(size, FAILED, received=25 * MIB, durable={1}, can_resume=False)
+    assert load_of(failed_for_good) == UploadLoad(15 * MIB, 0, 0)
     single = load_of(session(3 * MIB, received=MIB))
     assert single == UploadLoad(MIB, 3 * MIB, 1 + 1)  # single_part: send, attach
     assert len(loads_of([session(size), session(size, COMPLETED)])) == 1
