@@ -188,6 +188,7 @@ class Relay:
                             admission=admission, webhooks=self.webhooks)
         self.system = system
         system.pacer = pacer
+        service.intake.pace = pacer.take
         metrics = RelayMetrics(Sources(service, [notion_breaker, upload_breaker], budget, limiter, scheduler, store,
                                        self.looplag, admission=admission, webhooks=self.webhooks))
         metrics.sources.pacer = pacer

@@ -22,6 +22,11 @@ from engine.upload.spool import SpoolWriteError
 DISK_FULL_RETRY_S = 15
 
 
+async def _in_turn(*waits: Awaitable[None]) -> None:
+    for wait in waits:
+        await wait
+
+
 class PartSink(Protocol):
     """Where complete parts go (engine/upload/pipeline.py)."""
 
@@ -42,6 +47,10 @@ class Intake:
         self.emit = emit
         self.spawn = spawn
         self.bytes_received = 0  # body bytes of requests that ended (Writer._tally)
+        # Set by server.py: IntakePacer.take (engine/resources.py), asked for every body chunk; it
+        # pauses reads while the CPU quota is nearly used up, so health and new requests still get
+        # their turn on a fifth of a CPU. None: never paced.
+        self.pace: Callable[[int], Awaitable[None] | None] | None = None
 
     def begin(self, s: UploadSession, offset: int, hold: bool = False) -> Writer:
         """A writer for a request starting at `offset`; OffsetMismatch (409) changes nothing."""
@@ -139,13 +148,18 @@ class Writer:
             completed = exc.completed
             self.accepted += s.assembler.received - before
             self.error = self._spool_error(exc)
+        pace = self.intake.pace
+        pause = pace(len(chunk)) if pace is not None else None
         if not completed:
-            return None
+            return pause
         if self.hold:
             self.held.extend(completed)
-            return None
+            return pause
         s.ready.extend(completed)
-        return self.intake.sink.hand_over(s)
+        handed = self.intake.sink.hand_over(s)
+        if handed is None or pause is None:
+            return handed or pause
+        return _in_turn(handed, pause)
 
     def _spool_error(self, exc: SpoolWriteError) -> UploadError:
         """The bytes counted so far are kept (and sent to Notion); the client sends the rest again."""

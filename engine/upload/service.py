@@ -71,7 +71,7 @@ class UploadService:
         self.intake = Intake(parts.clock, self.pipeline, self.saver, self.emit, self.spawn)
         self.live = self.registry.live
         # Set by server.py: raises ServiceUnavailable when new uploads must wait (breaker, memory).
-        self.admission: Callable[[], None] | None = None
+        self.admission: Callable[[int], None] | None = None
         self.draining = False  # shutting down: no new requests
         self.creating = 0  # uploads between admission and their record: admission counts them
 
@@ -104,7 +104,7 @@ class UploadService:
                      metadata: str | None = None, owner: str | None = None, destination: str | None = None,
                      title: str | None = None, caption: str | None = None) -> UploadSession:
         if self.admission is not None:
-            self.admission()  # counts `creating` too: no await between this check and the increment
+            self.admission(size)  # counts `creating` too: no await between this check and the increment
         self.creating += 1
         try:
             record, plan = await self.creator.record_for(

@@ -106,6 +106,14 @@ class EmulatorProcess:
             body["max_file_bytes"] = max_file_bytes
         return self._control("POST", "plan", body)
 
+    def create_database(self, title: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """A database with one data source: `{id, data_source_id, properties}`."""
+        return self._control("POST", "databases", {"title": title, "properties": properties})
+
+    def rows(self, database_id: str) -> list[dict[str, Any]]:
+        """A database's rows as plain values (each file with the upload behind it)."""
+        return self._control("GET", f"databases/{database_id}/rows")["rows"]
+
     def advance_clock(self, seconds: float) -> None:
         """Move the emulator's wall clock forward (reaches expiry without waiting)."""
         self._control("POST", "clock", {"advance_s": seconds})

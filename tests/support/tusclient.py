@@ -35,7 +35,8 @@ def _wait(response: requests.Response | None, failures: int) -> float:
 
 def upload(base_url: str | Callable[[], str], path: Path, chunk_size: int, deadline_s: float = 600.0,
            on_complete=None, filetype: str = "text/plain", url: str | None = None,
-           on_created=None, headers: dict[str, str] | None = None) -> UploadResult:
+           on_created=None, headers: dict[str, str] | None = None,
+           metadata: dict[str, str] | None = None) -> UploadResult:
     """Upload `path` through tus, persisting through errors until `deadline_s` passes.
 
     `base_url` may be a function, asked before every request (a client behind a router that
@@ -53,7 +54,7 @@ def upload(base_url: str | Callable[[], str], path: Path, chunk_size: int, deadl
         r = None
         try:
             r = session.post(f"{base()}/files/", headers={
-                **TUS, "Upload-Length": str(size), "Upload-Metadata": _meta(filename=path.name, filetype=filetype)},
+                **TUS, "Upload-Length": str(size), "Upload-Metadata": _meta(filename=path.name, filetype=filetype, **(metadata or {}))},
                 timeout=60)
             if r.status_code == 201:
                 result.url = r.headers["Location"]
