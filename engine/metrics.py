@@ -10,12 +10,13 @@ Its own CollectorRegistry: nothing global, so tests can build several.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from engine.admission import REASONS as ADMISSION_REASONS
@@ -37,6 +38,9 @@ KNOWN_EVENTS = ("UPLOAD_START", "PART_SUCCESS", "PART_FAILURE", "TIMEOUT_EVENT",
 # A part of 5–20 MiB takes from a fraction of a second to minutes (READ_TIMEOUT is 300 s).
 PART_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 PART_OUTCOMES = {"PART_SUCCESS": "success", "PART_FAILURE": "failure", "TIMEOUT_EVENT": "timeout"}
+# Where an upload goes (engine/destinations.py): a block on a page, a row in a database, or
+# nowhere (no NOTION_PARENT_PAGE_ID and no NOTION_DESTINATIONS: uploaded, not attached).
+DESTINATION_KINDS = ("page", "database", "none")
 
 
 class Uploads(Protocol):
@@ -81,9 +85,10 @@ class RelayMetrics:
         r = self.registry
         self.events = Counter("relay_events", "Service events by name (the log lines' `event`)",
                               ["event"], registry=r)
-        self.started = Counter("relay_uploads_started", "Uploads created on this instance", registry=r)
-        self.completed = Counter("relay_uploads_completed", "Uploads Notion holds in full (and attached)",
-                                 registry=r)
+        self.started = Counter("relay_uploads_started", "Uploads created on this instance, by destination kind",
+                               ["destination_kind"], registry=r)
+        self.completed = Counter("relay_uploads_completed", "Uploads Notion holds in full (and attached), by "
+                                 "destination kind", ["destination_kind"], registry=r)
         self.failed = Counter("relay_uploads_failed", "Uploads that failed, by whether they can resume",
                               ["can_resume"], registry=r)
         self.bytes_confirmed = Counter("relay_bytes_confirmed",
@@ -105,6 +110,9 @@ class RelayMetrics:
             self.part_seconds.labels(outcome=outcome)
         for value in ("true", "false"):
             self.failed.labels(can_resume=value)
+        for kind in DESTINATION_KINDS:
+            self.started.labels(destination_kind=kind)
+            self.completed.labels(destination_kind=kind)
         r.register(_LiveCollector(sources))
         if process_metrics:
             ProcessCollector(registry=r)
@@ -129,9 +137,9 @@ class RelayMetrics:
             self.retries.labels(operation=str(fields.get("operation", "unknown")),
                                 reason=str(fields.get("reason", "unknown"))).inc()
         elif event == "UPLOAD_START":
-            self.started.inc()
+            self.started.labels(destination_kind=destination_kind(fields)).inc()
         elif event == "UPLOAD_COMPLETE":
-            self.completed.inc()
+            self.completed.labels(destination_kind=destination_kind(fields)).inc()
         elif event == "UPLOAD_FAILED":
             self.failed.labels(can_resume="true" if fields.get("can_resume") else "false").inc()
         elif event == "CHECKPOINT_RETRY":
@@ -145,6 +153,12 @@ class RelayMetrics:
         """(body, content type): the Prometheus text format, or OpenMetrics when `accept` asks for it."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+def destination_kind(fields: dict[str, Any]) -> str:
+    """The event's `destination_kind` as a label: one of DESTINATION_KINDS, whatever it says."""
+    kind = fields.get("destination_kind")
+    return kind if kind in DESTINATION_KINDS else "none"
 
 
 class _LiveCollector(Collector):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.looplag import LoopLagMonitor
+from engine.metrics import RelayMetrics, Sources
 from tests.support.processes import wait_until
 from tests.support.relay import MIB, make_file
 from tests.support.stacks import Stack, unthrottled_stack
@@ -83,13 +84,21 @@ def test_metrics_parse_and_move_during_an_upload(obs_stack):
 
     def part_one_confirmed() -> Samples | None:
         now, _ = scrape(base)
-        return now if value(now, "relay_bytes_confirmed_total") - value(before, "relay_bytes_confirmed_total") >= 10 * MIB else None
+        confirmed = value(now, "relay_bytes_confirmed_total") - value(before, "relay_bytes_confirmed_total")
+        return now if confirmed >= 10 * MIB else None
 
     during = wait_until(part_one_confirmed, timeout_s=30, message="part 1 confirmed in metrics")
     assert value(during, "relay_bytes_received_total") - value(before, "relay_bytes_received_total") == 10 * MIB
     assert value(during, "relay_uploads", state="receiving") == 1
-    assert value(during, "relay_uploads_started_total") == value(before, "relay_uploads_started_total") + 1
-    assert value(during, "relay_uploads_completed_total") == value(before, "relay_uploads_completed_total")
+    # Counted by where the upload goes: NOTION_PARENT_PAGE_ID, a page.
+    def started(samples: Samples) -> float:
+        return value(samples, "relay_uploads_started_total", destination_kind="page")
+
+    def completed(samples: Samples) -> float:
+        return value(samples, "relay_uploads_completed_total", destination_kind="page")
+
+    assert started(during) == started(before) + 1 and completed(during) == completed(before)
+    assert ("relay_uploads_started_total", frozenset({("destination_kind", "database")})) in before  # exported at 0
     assert value(during, "relay_part_send_duration_seconds_count", outcome="success") >= 1
 
     # Part 2 meets a 429 from Notion, part 3 a 503: each is retried, counted by reason.
@@ -104,7 +113,7 @@ def test_metrics_parse_and_move_during_an_upload(obs_stack):
     after, _ = scrape(base)
     assert value(after, "relay_bytes_received_total") - value(before, "relay_bytes_received_total") == size
     assert value(after, "relay_bytes_confirmed_total") - value(before, "relay_bytes_confirmed_total") == size
-    assert value(after, "relay_uploads_completed_total") == value(before, "relay_uploads_completed_total") + 1
+    assert completed(after) == completed(before) + 1
     assert value(after, "relay_parts_sent_total") - value(before, "relay_parts_sent_total") == 3
     retries = {reason: value(after, "relay_notion_retries_total", operation="send", reason=reason)
                for reason in ("http_429", "http_503")}
@@ -113,6 +122,23 @@ def test_metrics_parse_and_move_during_an_upload(obs_stack):
     assert value(after, "relay_part_send_duration_seconds_count", outcome="failure") == 2
     assert value(after, "relay_events_total", event="PART_SUCCESS") >= 3
     assert value(after, "relay_events_total", event="CHECKPOINT_SAVED") >= 3
+
+
+@pytest.mark.inprocess
+def test_uploads_are_counted_per_destination_kind():
+    metrics = RelayMetrics(Sources(None, [], None, None, None, None), process_metrics=False)  # type: ignore[arg-type]
+
+    def counts(counter) -> dict[str, float]:
+        return {s.labels["destination_kind"]: s.value for f in counter.collect() for s in f.samples
+                if s.name.endswith("_total")}
+
+    assert counts(metrics.started) == counts(metrics.completed) == {"page": 0, "database": 0, "none": 0}
+    for kind in ("database", "database", "page", None):
+        metrics.on_event("UPLOAD_START", {"upload_id": "u", "destination": "d", "destination_kind": kind})
+    metrics.on_event("UPLOAD_COMPLETE", {"upload_id": "u", "destination_kind": "database"})
+    metrics.on_event("UPLOAD_COMPLETE", {"upload_id": "u"})  # an event without the field: nowhere
+    assert counts(metrics.started) == {"page": 1, "database": 2, "none": 1}
+    assert counts(metrics.completed) == {"page": 0, "database": 1, "none": 1}
 
 
 def test_metrics_offer_openmetrics_when_asked(obs_stack):

@@ -206,4 +206,5 @@ class PartPipeline:
             return
         s.complete()
         self.saver.save(s)
-        self.emit("UPLOAD_COMPLETE", upload_id=s.id, size=s.plan.size, block_id=s.record.block_id)
+        self.emit("UPLOAD_COMPLETE", upload_id=s.id, size=s.plan.size, block_id=s.record.block_id,
+                  destination_kind=s.record.destination_kind)
