@@ -12,18 +12,19 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from . import imports
-from .app import Emulator, make_app
+from .app import make_app
 from .config import EmulatorConfig, parse_args
 from .journal import DataDirInUse
 from .rules import MAX_SEND_BODY_BYTES
+from .state import Emulator
 
 # Bigger than Tornado's 64 KiB default: fewer Python calls per MiB received, and still
 # only a fraction of a MiB per connection in memory.
@@ -67,7 +68,7 @@ async def serve(config: EmulatorConfig) -> None:
     emu.shutdown()
     try:
         await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     emu.store.close()
 

@@ -1,48 +1,14 @@
-"""The emulator's state and its Tornado application (route table)."""
-from __future__ import annotations
+"""The route table: every handler with the shared `Emulator` (state.py) as its kwargs.
 
-import asyncio
-import logging
+Imports run one way: this module imports the handlers, the handlers import the state and the
+pure rules, and nothing imports this module but the package and `__main__`.
+"""
+from __future__ import annotations
 
 import tornado.web
 
-from . import api, control, databases, pages
-from .config import EmulatorConfig
-from .faults import FaultInjector, FaultPlan, Outage
-from .ratelimit import RateLimiter
-from .stats import Stats
-from .store import UploadStore, WallClock
-
-log = logging.getLogger("emulator")
-
-
-class Emulator:
-    """Everything the handlers share; reaches them through the route table's kwargs."""
-
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.config = config
-        self.clock = WallClock()
-        self.store = UploadStore(config.data_dir, self.clock)
-        self.limiter = RateLimiter(config.rate_limit)
-        self.faults = FaultInjector(FaultPlan.parse(config.faults))
-        self.outage = Outage()
-        self.stats = Stats()
-        # The workspace's plan and per-file limit; `POST /_emulator/plan` may change them
-        # at run time (a workspace that is downgraded between send and complete).
-        self.plan = config.plan
-        self.max_file_bytes = config.max_file_bytes
-        self._stopping: asyncio.Future[None] | None = None
-
-    @property
-    def stopping(self) -> asyncio.Future[None]:
-        """Resolved when the emulator shuts down: stalled requests stop waiting on it."""
-        if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_future()
-        return self._stopping
-
-    def shutdown(self) -> None:
-        if not self.stopping.done():
-            self.stopping.set_result(None)
+from . import api, control, databases, gate, pages
+from .state import Emulator
 
 
 def make_app(emu: Emulator) -> tornado.web.Application:
@@ -78,6 +44,6 @@ def make_app(emu: Emulator) -> tornado.web.Application:
         (r"/_emulator/databases", control.DatabasesHandler, kw),
         (rf"/_emulator/databases/{uuidish}/rows", control.DatabaseRowsHandler, kw),
         (r"/_emulator/.*", control.UnknownControlHandler, kw),
-        (r"/.*", api.UnknownRouteHandler, kw),
+        (r"/.*", gate.UnknownRouteHandler, kw),
     ]
     return tornado.web.Application(routes)

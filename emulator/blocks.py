@@ -272,7 +272,9 @@ def _file_or_emoji(value: Any, where: str, kinds: tuple[str, ...]) -> dict[str, 
     value = _object(value, where)
     kind = value.get("type") or next((k for k in kinds if k in value), None)
     if kind not in kinds:
-        raise _fail(f"{where}.type", f"should be one of {', '.join(kinds)} (what the emulator keeps)", value.get("type"))
+        raise _fail(
+            f"{where}.type", f"should be one of {', '.join(kinds)} (what the emulator keeps)", value.get("type")
+        )
     _only_keys(value, {"type", kind}, where)
     if kind == "emoji":
         if not isinstance(value.get("emoji"), str) or not value["emoji"]:

@@ -14,7 +14,7 @@ from .faults import STATUS_KINDS, FaultConfigError, FaultPlan
 from .store import Block, Database, DataSource, PropertyDef, Upload
 
 if TYPE_CHECKING:
-    from .app import Emulator
+    from .state import Emulator
 
 OUTAGE_STATUSES = tuple(int(k) for k in STATUS_KINDS)
 FILE_CHUNK_BYTES = 1 << 20

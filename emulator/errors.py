@@ -8,7 +8,8 @@ plus `additional_data` for the errors where Notion sends it (rate limits).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from tornado.web import HTTPError
 

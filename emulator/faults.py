@@ -11,14 +11,15 @@ The plan (`--faults` or `POST /_emulator/faults`) is JSON:
 possible. Draws come from one `random.Random(seed)`, so a given plan and request sequence
 always fail the same requests.
 
-What each kind does is carried out by the handlers (see `api.py`); this module only decides.
+What each kind does is carried out by the handlers (`gate.py`; a send's in `api.py`); this module only decides.
 """
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import RATE_LIMIT_REASON
 

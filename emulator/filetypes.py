@@ -5,12 +5,17 @@ The emulator is the project's oracle, so this table is its own, written from Not
 shares nothing with the relay's copy in engine/. The guide lists, per category, the accepted
 extensions and the accepted MIME types without pairing them:
 
-| category | extensions | MIME types |
-|---|---|---|
-| Audio | .aac .adts .mid .midi .mp3 .mpga .m4a .m4b .mp4 .oga .ogg .wav .wma | audio/aac audio/midi audio/mpeg audio/mp4 audio/ogg audio/wav audio/x-ms-wma |
-| Document | .pdf .txt .json .doc .dot .docx .dotx .xls .xlt .xla .xlsx .xltx .ppt .pot .pps .ppa .pptx .potx | application/pdf text/plain application/json application/msword, the four OOXML word/sheet types, application/vnd.ms-excel, application/vnd.ms-powerpoint, the two OOXML presentation types |
-| Image | .gif .heic .jpeg .jpg .png .svg .tif .tiff .webp .ico | image/gif image/heic image/jpeg image/png image/svg+xml image/tiff image/webp image/vnd.microsoft.icon |
-| Video | .amv .asf .wmv .avi .f4v .flv .gifv .m4v .mp4 .mkv .webm .mov .qt .mpeg | video/x-amv video/x-ms-asf video/x-msvideo video/x-f4v video/x-flv video/mp4 application/mp4 video/webm video/quicktime video/mpeg |
+- Audio: .aac .adts .mid .midi .mp3 .mpga .m4a .m4b .mp4 .oga .ogg .wav .wma;
+  audio/aac audio/midi audio/mpeg audio/mp4 audio/ogg audio/wav audio/x-ms-wma
+- Document: .pdf .txt .json .doc .dot .docx .dotx .xls .xlt .xla .xlsx .xltx .ppt .pot .pps .ppa
+  .pptx .potx; application/pdf text/plain application/json application/msword, the four OOXML
+  word/sheet types, application/vnd.ms-excel, application/vnd.ms-powerpoint, the two OOXML
+  presentation types
+- Image: .gif .heic .jpeg .jpg .png .svg .tif .tiff .webp .ico; image/gif image/heic image/jpeg
+  image/png image/svg+xml image/tiff image/webp image/vnd.microsoft.icon
+- Video: .amv .asf .wmv .avi .f4v .flv .gifv .m4v .mp4 .mkv .webm .mov .qt .mpeg; video/x-amv
+  video/x-ms-asf video/x-msvideo video/x-f4v video/x-flv video/mp4 application/mp4 video/webm
+  video/quicktime video/mpeg
 
 The pairing below (which types fit which extension) is the emulator's reading of the
 table: each extension takes the type(s) of its format; .flv also takes video/x-f4v (both Flash

@@ -13,38 +13,23 @@ import asyncio
 import hashlib
 import logging
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.httputil import HTTPInputError
 
+from .rules import is_loopback
+
 if TYPE_CHECKING:
-    from .app import Emulator
+    from .state import Emulator
     from .store import Upload
 
 log = logging.getLogger("emulator.imports")
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 FAIL_DELAY_S = 0.5
 FETCH_TIMEOUT_S = 60.0
 
 # Imports under way; a reference keeps each task alive until it ends.
 _running: set[asyncio.Task[None]] = set()
-
-
-def _host(url: str) -> str:
-    try:
-        return (urlsplit(url).hostname or "").lower()
-    except ValueError:
-        return ""
-
-
-def is_loopback(url: str) -> bool:
-    return url.startswith(("http://", "https://")) and _host(url) in LOOPBACK_HOSTS
-
-
-def is_loopback_http(url: str) -> bool:
-    return url.startswith("http://") and _host(url) in LOOPBACK_HOSTS
 
 
 def start(emu: Emulator, upload: Upload) -> None:
@@ -109,7 +94,7 @@ async def _download(emu: Emulator, upload: Upload, url: str) -> tuple[int, str]:
     digest = hashlib.sha256()
     received = [0]
     declared = [0]
-    sink: BinaryIO = open(temp, "wb")  # noqa: SIM115 - closed below
+    sink: BinaryIO = open(temp, "wb")  # noqa: ASYNC230, SIM115 - a local file, closed below
 
     def on_header(line: str) -> None:
         name, _, value = line.partition(":")

@@ -39,9 +39,10 @@ import logging
 import os
 import types
 import typing
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 log = logging.getLogger("emulator.journal")
 
@@ -233,7 +234,7 @@ def decode(hint: Any, data: Any) -> Any:
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(decode(args[0], v) for v in data)
-        return tuple(decode(a, v) for a, v in zip(args, data)) if args else tuple(data)
+        return tuple(decode(a, v) for a, v in zip(args, data, strict=False)) if args else tuple(data)
     if origin is dict:
         kt, vt = args if args else (Any, Any)
         return {decode_key(kt, k): decode(vt, v) for k, v in data.items()}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
 
 from .store import Block, Database, DataSource, PropertyDef, Upload
@@ -32,7 +33,7 @@ def iso(ts: float | None) -> str | None:
     """ISO-8601 UTC with milliseconds and a Z, as Notion writes times."""
     if ts is None:
         return None
-    moment = dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(ts, tz=dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

@@ -21,8 +21,8 @@ import uuid
 from typing import Any
 
 from . import blocks, errors, objects, properties, rules
-from .api import ApiHandler
 from .errors import validation_error
+from .gate import ApiHandler
 from .store import Block, DataSource, Upload
 
 
@@ -186,7 +186,7 @@ class ContentHandler(ApiHandler):
                 # which file upload it holds, as in Notion.
                 blob_id=secrets.token_hex(16) if upload else None,
             )
-            for spec, upload in zip(specs, uploads)
+            for spec, upload in zip(specs, uploads, strict=True)
         ]
         if made:
             self.emu.store.append_blocks(parent_id, made)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from . import errors, filetypes, imports
+from . import errors, filetypes
 from .errors import validation_error
 from .multipart import FormStream
 from .store import Upload, UploadStore
@@ -38,10 +40,29 @@ MAX_PAGE_SIZE = 100
 MODES = ("single_part", "multi_part", "external_url")
 UPLOAD_STATUSES = ("pending", "uploaded", "expired", "failed")
 
+# external_url: Notion imports https:// URLs. The emulator has no internet: it also takes
+# http:// on the loopback interface, and imports only loopback URLs (imports.py).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 _PART_NUMBER_RE = re.compile(r"^[1-9][0-9]{0,3}$")
 
 T = TypeVar("T")
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def is_loopback(url: str) -> bool:
+    return url.startswith(("http://", "https://")) and _host(url) in LOOPBACK_HOSTS
+
+
+def is_loopback_http(url: str) -> bool:
+    return url.startswith("http://") and _host(url) in LOOPBACK_HOSTS
 
 
 def normalize_uuid(text: str) -> str | None:
@@ -124,7 +145,7 @@ def parse_create(body: dict[str, Any], plan: str) -> CreateSpec:
         )
     if mode == "external_url":
         if external_url is None or not (
-            external_url.startswith("https://") or imports.is_loopback_http(external_url)
+            external_url.startswith("https://") or is_loopback_http(external_url)
         ):
             raise validation_error(
                 "body failed validation: body.external_url should be an https:// URL for mode "

@@ -27,9 +27,10 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .journal import DEFAULT_COMPACT_BYTES, Journal, Persistent
 
