@@ -46,7 +46,7 @@ from engine.resources import AdaptiveLimiter, IntakePacer, ResourceSampler, Thre
 from engine.retry import RetryPolicy
 from engine.upload.scheduler import PartScheduler
 from engine.store import CheckpointStore
-from engine.webhooks import build_dispatcher
+from engine.webhooks import build_dispatcher, state_events
 from engine.upload.service import ServiceParts, UploadService
 from handlers.destinations import DestinationsHandler
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
@@ -159,6 +159,8 @@ class Relay:
         # Webhooks when an upload ends (WEBHOOK_URL): delivered from the outbox in Redis by
         # whichever instance is alive; self.webhooks.outbox is where events are written.
         self.webhooks = build_dispatcher(s, store, self.clock, emit)
+        if self.webhooks is not None:
+            store.outbox = self.webhooks.outbox  # events go out in the same MULTI as the state they announce
         self.access = access
         quotas = Quotas(store, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
         destinations = Destinations(s.notion_destinations, s.notion_parent_page_id, notion, guard, self.clock,
@@ -168,6 +170,7 @@ class Relay:
             retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
             parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
             notion_settle_s=s.notion_settle_s, destinations=destinations,
+            announce=state_events if self.webhooks is not None else None,
             quotas=quotas if access.enabled else None, listeners=listeners))
         service.check_owners = access.enabled
         self.service = service

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from typing import Any, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -63,6 +63,7 @@ class CheckpointStore:
         self.last_error: str | None = None
         self.epoch: str | None = None  # the store's epoch as we last saw it
         self.restoring = False  # writing back what this instance holds after Redis lost it
+        self.outbox: Any = None  # webhooks' Outbox (engine/webhooks), set by server.py when WEBHOOK_URL is set
         self.amnesia_count = 0
 
     async def close(self) -> None:
@@ -87,7 +88,9 @@ class CheckpointStore:
         except StoreUnavailable:
             return False
 
-    async def save_record(self, record: dict[str, Any]) -> None:
+    async def save_record(self, record: dict[str, Any], events: Sequence[Any] = ()) -> None:
+        """Write the record; `events` (webhooks announcing its new state) go in the same MULTI, so
+        they exist exactly when the state does."""
         key = _record_key(record["id"])
         data = json.dumps(record, separators=(",", ":"))
 
@@ -95,9 +98,20 @@ class CheckpointStore:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(key, data, ex=self.ttl_s)
                 pipe.expire(_parts_key(record["id"]), self.ttl_s)
+                self._announce(pipe, events)
                 return await pipe.execute()
 
         await self.run(op)
+        self._kick(events)
+
+    def _announce(self, pipe: Any, events: Sequence[Any]) -> None:
+        if self.outbox is not None:
+            for event in events:
+                self.outbox.add_to(pipe, event)
+
+    def _kick(self, events: Sequence[Any]) -> None:
+        if events and self.outbox is not None:
+            self.outbox.kick()
 
     async def load(self, upload_id: str) -> tuple[dict[str, Any], set[int]] | None:
         """The record and its durable parts, or None when unknown (or expired)."""
@@ -123,18 +137,21 @@ class CheckpointStore:
 
         await self.run(op)
 
-    async def tombstone(self, upload_id: str, owner: str | None, ttl_s: int) -> None:
+    async def tombstone(self, upload_id: str, owner: str | None, ttl_s: int, state: str = "expired",
+                        events: Sequence[Any] = ()) -> None:
         """The upload's record and checkpoints go; a small marker stays for `ttl_s` so clients
         are told 410 (gone) rather than 404 (never was)."""
-        marker = json.dumps({"state": "expired", "owner": owner}, separators=(",", ":"))
+        marker = json.dumps({"state": state, "owner": owner}, separators=(",", ":"))
 
         async def op():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(_gone_key(upload_id), marker, ex=ttl_s)
                 pipe.delete(_record_key(upload_id), _parts_key(upload_id))
+                self._announce(pipe, events)
                 return await pipe.execute()
 
         await self.run(op)
+        self._kick(events)
 
     async def claim_notion_upload(self, file_upload_id: str, upload_id: str, ttl_s: int) -> bool:
         """True when `upload_id` now owns the Notion file upload (or already did)."""

@@ -42,7 +42,7 @@ from engine.webhooks import (
     upload_event,
     webhook_key,
 )
-from tests.support.processes import wait_until
+from harness.processes import wait_until
 from tests.support.webhook_receiver import Receiver, spec_verify
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 8 + bytes(range(24))).decode()
@@ -95,7 +95,8 @@ def test_the_body_is_the_specs_shape_with_the_uploads_data():
     assert data["upload_id"] == f"{7:032x}" and data["owner"] == "user-42" and data["size"] == 1007
     assert data["filename"] == "report-7.pdf" and data["content_type"] == "application/pdf"
     assert data["destination"] == {"name": "default", "id": "page-1", "kind": "page"}
-    assert data["notion"] == {"file_upload_id": "fu-7", "page_id": "page-1", "block_id": "block-7"}
+    assert data["notion"] == {"file_upload_id": "fu-7", "page_id": "page-1", "block_id": "block-7",
+                              "row_id": None, "data_source_id": None}
     assert data["error"] == "Notion refused the file"
     # One id per upload and type, whoever writes the transition.
     assert ev.id == upload_event(UPLOAD_FAILED, record(7), occurred_at=0).id != event(7).id

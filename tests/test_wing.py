@@ -340,3 +340,48 @@ async def test_a_completed_upload_accepts_only_its_final_offset(wing):
     await wing.service.begin_write(s, 100).finish()
     with pytest.raises(OffsetMismatch):
         wing.service.begin_write(s, 50)
+
+
+# --- webhooks: what a state announces, written with the record --------------------------------
+
+async def test_an_upload_announces_completed_once_and_only_when_notion_holds_it(tmp_path):
+    from engine.webhooks import state_events
+
+    wing = build_wing(tmp_path / "spool")
+    wing.service.saver.announce = state_events
+    seen_before_complete: list[str] = []
+    original = wing.notion.append_file_block
+
+    async def attach(*args, **kwargs):
+        seen_before_complete.extend(e.type for e in wing.store.events)
+        return await original(*args, **kwargs)
+
+    wing.notion.append_file_block = attach  # type: ignore[method-assign]
+    upload_id = await upload(wing, payload(BIG))
+    await until(lambda: not wing.service.live[upload_id].saving)
+    assert seen_before_complete == []
+    kinds = [e.type for e in wing.store.events]
+    assert set(kinds) == {"upload.completed"} and len({e.id for e in wing.store.events}) == 1
+
+
+async def test_a_resumable_failure_announces_nothing_a_final_one_does(tmp_path):
+    from engine.webhooks import state_events
+
+    wing = build_wing(tmp_path / "spool")
+    wing.service.saver.announce = state_events
+    wing.notion.script("send", *["lost"] * 7)
+    s = await wing.service.create(filename="a.txt", size=100, content_type="text/plain")
+    with pytest.raises(UploadFailed):
+        await send(wing, s.id, payload(100))
+    await until(lambda: not s.saving)
+    assert wing.store.events == []
+    wing.notion.script("send", "refused")
+    with pytest.raises(UploadFailed):
+        await send(wing, s.id, payload(100)[-1:], offset=99)
+    await until(lambda: not s.saving)
+    assert [e.type for e in wing.store.events][-1] == "upload.failed"
+    other = await wing.service.create(filename="b.txt", size=100, content_type="text/plain")
+    await wing.service.terminate(other)
+    assert [e.type for e in wing.store.events][-1] == "upload.terminated"
+    with pytest.raises(UploadGone):
+        await wing.service.get(other.id)

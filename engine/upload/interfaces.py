@@ -6,11 +6,13 @@ Production implements them with Redis (engine/store.py, engine/locks.py) and lib
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Protocol, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
 
 Emit = Callable[..., None]
+# What a record (as a dict) announces in its state, at a wall time: webhook events, or nothing.
+Announce = Callable[[dict[str, Any], float], list[Any]]
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 
 
@@ -30,13 +32,14 @@ class Checkpoints(Protocol):
     restoring: bool  # the store lost its data; this instance is writing back what it holds
     amnesia_count: int
 
-    async def save_record(self, record: dict[str, Any]) -> None: ...
+    async def save_record(self, record: dict[str, Any], events: Sequence[Any] = ()) -> None: ...
 
     async def load(self, upload_id: str) -> tuple[dict[str, Any], set[int]] | None: ...
 
     async def mark_part_done(self, upload_id: str, part_number: int) -> None: ...
 
-    async def tombstone(self, upload_id: str, owner: str | None, ttl_s: int) -> None: ...
+    async def tombstone(self, upload_id: str, owner: str | None, ttl_s: int, state: str = "expired",
+                        events: Sequence[Any] = ()) -> None: ...
 
     async def gone(self, upload_id: str) -> dict[str, Any] | None: ...
 

@@ -21,8 +21,8 @@ from engine.upload.interfaces import Checkpoints, Emit, Ownership
 from engine.upload.partplan import PartPlan
 from engine.upload.records import RecordSaver
 from engine.upload.scheduler import PartScheduler
-from engine.upload.session import (COMPLETED, EXPIRED, FINAL_STATES, NOTION_WINDOW_PASSED, TERMINATED, UploadRecord,
-                                   UploadSession)
+from engine.upload.session import (EXPIRED, FINAL_STATES, NOTION_WINDOW_PASSED, TERMINATED, TERMINATED_BY_CLIENT,
+                                   UploadRecord, UploadSession)
 from engine.upload.spool import PartAssembler
 
 STORE_AWAY = "the checkpoint store is unavailable; try again shortly"
@@ -86,7 +86,9 @@ class Registry:
             except StoreUnavailable:
                 gone = None
             if gone is not None and (not self.check_owners or gone.get("owner") == owner):
-                raise UploadGone(NOTION_WINDOW_PASSED, status="expired", can_resume=False)
+                state = gone.get("state", "expired")
+                reason = TERMINATED_BY_CLIENT if state == "terminated" else NOTION_WINDOW_PASSED
+                raise UploadGone(reason, status=state, can_resume=False)
             raise UploadNotFound("no such upload")
         data, durable = loaded
         return self.session_for(UploadRecord.from_dict(data), durable)
@@ -182,7 +184,7 @@ class Registry:
             s.writer = None
         s.terminate()
         try:
-            await self.store.delete(s.id)
+            await self.saver.tombstone(s)  # a terminated upload answers 410 for an hour, then 404
         except StoreUnavailable:
             raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
         await self.release(s, reason="terminated")
@@ -228,8 +230,11 @@ class Registry:
 
     async def _tombstone(self, s: UploadSession) -> None:
         s.expire()
-        if await self.saver.tombstone(s):
-            self.emit("UPLOAD_EXPIRED", upload_id=s.id)
+        try:
+            await self.saver.tombstone(s)
+        except StoreUnavailable:
+            return  # the next sweep tries again
+        self.emit("UPLOAD_EXPIRED", upload_id=s.id)
 
     def idle(self) -> bool:
         """No part waiting or in flight and no upload being completed."""

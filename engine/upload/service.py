@@ -22,7 +22,7 @@ from engine.store import StoreUnavailable
 from engine.upload.creation import Creator, NewUpload
 from engine.upload.finishing import Finisher
 from engine.upload.intake import Intake, Writer
-from engine.upload.interfaces import Checkpoints, Guard, NotionFiles, Ownership
+from engine.upload.interfaces import Announce, Checkpoints, Guard, NotionFiles, Ownership
 from engine.upload.once import OnceRunner
 from engine.upload.pipeline import PartPipeline
 from engine.upload.records import RecordSaver
@@ -52,6 +52,7 @@ class ServiceParts:
     # How long Notion may still act on a request after we stopped waiting (its 60 s limit).
     notion_settle_s: float = 60.0
     listeners: list[Listener] = field(default_factory=list)
+    announce: Announce | None = None  # webhook events for a record's state (engine/webhooks)
 
 
 class UploadService:
@@ -61,7 +62,7 @@ class UploadService:
         self._tasks: set[asyncio.Task[Any]] = set()
         once = OnceRunner(parts.clock, parts.guard, parts.retry, self.emit, settle_s=parts.notion_settle_s)
         finisher = Finisher(parts.notion, parts.guard, once)
-        self.saver = RecordSaver(parts.clock, parts.store, self.spawn)
+        self.saver = RecordSaver(parts.clock, parts.store, self.spawn, parts.announce)
         self.creator = Creator(parts.clock, parts.notion, parts.guard, once, parts.store, parts.retry,
                                parts.part_size_bytes, parts.parent_page_id, parts.quotas, parts.destinations)
         self.pipeline = PartPipeline(parts.clock, parts.notion, parts.guard, parts.store, parts.scheduler,

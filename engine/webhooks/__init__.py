@@ -47,6 +47,7 @@ from engine.webhooks.events import (
     UPLOAD_TERMINATED,
     WebhookEvent,
     event_id_for,
+    state_events,
     upload_event,
 )
 from engine.webhooks.outbox import DUE_KEY, PENDING_KEY, STATS_KEY, ClaimedEvent, Outbox, done_key, event_key
@@ -64,6 +65,6 @@ __all__ = [
     "DUE_KEY", "EVENT_TYPES", "PENDING_KEY", "SECRET_PREFIX", "STATE_EVENTS", "STATS_KEY", "UPLOAD_COMPLETED",
     "UPLOAD_EXPIRED", "UPLOAD_FAILED", "UPLOAD_TERMINATED", "ClaimedEvent", "DeliveryPolicy", "Outbox",
     "WebhookDispatcher", "WebhookEvent", "build_dispatcher", "done_key", "event_id_for", "event_key",
-    "parse_webhook_secret", "parse_webhook_url", "receiver_name", "sign", "signature_headers", "upload_event",
+    "parse_webhook_secret", "parse_webhook_url", "receiver_name", "sign", "signature_headers", "state_events", "upload_event",
     "webhook_key",
 ]

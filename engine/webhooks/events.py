@@ -60,9 +60,9 @@ def upload_event(event_type: str, record: Mapping[str, Any], occurred_at: float,
     `destination`: {name, id, kind} once destinations exist (issue 14); by default the
     record's page, the default destination."""
     if destination is None:
-        extra = record.get("extra") or {}
-        destination = extra.get("destination") or {
-            "name": "default", "id": record.get("page_id"), "kind": "page"}
+        destination = {"name": record.get("destination") or "default",
+                       "id": record.get("destination_id") or record.get("page_id"),
+                       "kind": record.get("destination_kind") or "page"}
     data = {
         "upload_id": record.get("id"),
         "owner": record.get("owner"),
@@ -74,9 +74,22 @@ def upload_event(event_type: str, record: Mapping[str, Any], occurred_at: float,
             "file_upload_id": record.get("notion_file_upload_id"),
             "page_id": record.get("page_id"),
             "block_id": record.get("block_id"),
+            "row_id": record.get("row_id"),
+            "data_source_id": record.get("data_source_id"),
         },
         "created_at": iso8601(record["created_at"]) if record.get("created_at") else None,
     }
     if event_type != UPLOAD_COMPLETED:
         data["error"] = record.get("error")
     return WebhookEvent.create(event_type, data, occurred_at)
+
+
+def state_events(record: Mapping[str, Any], occurred_at: float) -> list[WebhookEvent]:
+    """The event an upload's record in this state announces: completed (only once Notion holds
+    the file and it is attached: the same rule as the state), failed for good, expired,
+    terminated. A resumable failure announces nothing: it is not an end."""
+    state = record.get("state")
+    if state == "failed" and record.get("can_resume"):
+        return []
+    event_type = STATE_EVENTS.get(str(state))
+    return [upload_event(event_type, record, occurred_at)] if event_type else []

@@ -20,7 +20,7 @@ import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from engine.clock import FakeClock, iso8601
 from engine.notion_answers import Failure
@@ -50,15 +50,17 @@ class MemoryCheckpoints:
         self.amnesia_count = 0
         self.down = False
         self.saves = 0
+        self.events: list[Any] = []  # webhook events written with records, in order
 
     def _up(self) -> None:
         if self.down:
             raise StoreUnavailable("checkpoint store unavailable (fake)")
 
-    async def save_record(self, record: dict[str, Any]) -> None:
+    async def save_record(self, record: dict[str, Any], events: Sequence[Any] = ()) -> None:
         self._up()
         self.saves += 1
         self.records[record["id"]] = dict(record)
+        self.events.extend(events)
 
     async def load(self, upload_id: str) -> tuple[dict[str, Any], set[int]] | None:
         self._up()
@@ -69,9 +71,11 @@ class MemoryCheckpoints:
         self._up()
         self.parts[upload_id].add(part_number)
 
-    async def tombstone(self, upload_id: str, owner: str | None, ttl_s: int) -> None:
+    async def tombstone(self, upload_id: str, owner: str | None, ttl_s: int, state: str = "expired",
+                        events: Sequence[Any] = ()) -> None:
         self._up()
-        self.markers[upload_id] = {"state": "expired", "owner": owner}
+        self.markers[upload_id] = {"state": state, "owner": owner}
+        self.events.extend(events)
         self.records.pop(upload_id, None)
         self.parts.pop(upload_id, None)
 
