@@ -61,6 +61,9 @@ class Receiver:
     # What to answer: "ok" (204), "fail" (500), "gone" (410), "hang" (never, until the mode
     # changes), or a callable(Delivery count so far, event id) → status.
     mode: Any = "ok"
+    # Called with each parsed event as it arrives, before the answer (e.g. to check that Notion
+    # already holds the file an upload.completed announces).
+    on_event: Callable[[dict[str, Any]], None] | None = None
     deliveries: list[Delivery] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +82,9 @@ class Receiver:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802
+                if receiver._server is None:  # stopped: a kept-alive connection finds nobody home
+                    self.close_connection = True
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 status = receiver._handle(dict(self.headers.items()), body)
@@ -123,6 +129,8 @@ class Receiver:
                 event = json.loads(body)
             except ValueError:
                 event = {}
+            if self.on_event is not None and event:
+                self.on_event(event)
             self.deliveries.append(Delivery(lower.get("webhook-id", ""), int(lower.get("webhook-timestamp", "0")),
                                             body, event, spec_verify(self.secret, headers, body), reference,
                                             status or 0))
