@@ -42,9 +42,9 @@ from bench.cgroup import Cgroup, Limits, Reading, open_cgroup, proc_cgroup_text
 from bench.payload import DEFAULT_PART_BYTES, MiB, Payload, make_payload, parse_size
 from bench.report import write_results
 from engine.embedded_redis import EmbeddedRedis
-from tests.support.emulator import EmulatorProcess
-from tests.support.processes import ROOT, ManagedProcess
-from tests.support.tusclient import UploadResult, upload
+from harness.emulator import EmulatorProcess
+from harness.processes import ROOT, ManagedProcess
+from harness.tusclient import UploadResult, upload
 
 # The dyno of DESIGN.md: one process, 512 MB, a fifth of a CPU.
 DEFAULT_CPU = 0.2

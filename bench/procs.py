@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import psutil
 
-from tests.support.processes import ROOT, ManagedProcess, malloc_env, wait_until
+from harness.processes import ROOT, ManagedProcess, malloc_env, wait_until
 
 # What run.sh exports: glibc then returns freed buffers to the system, so RSS shows what a
 # process really holds (DESIGN.md, "Known quirks").

@@ -8,9 +8,9 @@ from typing import Callable, Iterator
 import pytest
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
+from harness.relay import RelayProcess, start_relay
+from harness.stacks import Stack
 from tests.support.emulator import emulator  # noqa: F401  (fixture)
-from tests.support.relay import RelayProcess, start_relay
-from tests.support.stacks import Stack
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

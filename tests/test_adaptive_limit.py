@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from engine.resources import Sample
+from harness.processes import wait_until
+from harness.relay import MIB, PAGE_ID, make_file
+from harness.tusclient import upload
 from server import Relay
 from settings import Settings
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, PAGE_ID, make_file
-from tests.support.tusclient import upload
 
 
 class InjectedSampler:

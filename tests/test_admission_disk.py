@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.processes import wait_until
-from tests.support.relay import MIB
+from harness.processes import wait_until
+from harness.relay import MIB
 
 DISK_BYTES = 64 * MIB
 TUS = {"Tus-Resumable": "1.0.0"}

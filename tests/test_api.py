@@ -8,7 +8,7 @@ import pytest
 import requests
 from tusclient import client as tus
 
-from tests.support.relay import MIB, make_file
+from harness.relay import MIB, make_file
 from tests.test_tus_uploads import assert_stored_in_notion
 
 HEALTH_FIELDS = {

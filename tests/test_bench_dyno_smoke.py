@@ -19,7 +19,7 @@ import pytest
 from bench import cgroup as cg
 from bench import dyno
 from bench.payload import MiB
-from tests.support.processes import ROOT
+from harness.processes import ROOT
 
 SMOKE_ARGS = ["--clients", "4", "--sizes", "2M,6M,12M,21M", "--fault-rate", "0.3", "--fault-seconds", "3",
               "--read-timeout", "3", "--connection-timeout", "2", "--idle-s", "1", "--deadline", "30"]

@@ -15,7 +15,7 @@ import pytest
 
 from bench import memory
 from bench.payload import MiB, make_payload, parse_size
-from tests.support.processes import ROOT
+from harness.processes import ROOT
 
 # 8 MiB goes to Notion as one single_part send, 24 MiB as three multi_part parts: both paths.
 SMOKE_SIZES = "8M,24M"

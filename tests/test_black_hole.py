@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.stacks import Stack
+from harness.stacks import Stack
 
 ANSWER_WITHIN_S = 25.0
 

@@ -19,9 +19,9 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, Request, expect
 
+from harness.processes import wait_until
+from harness.relay import MIB, PAGE_ID, make_file
 from tests.support.browser import ARTIFACTS, axe_violations, launch_browser, open_page
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, PAGE_ID, make_file
 
 MAX_PATCH_BYTES = 8 * MIB
 STORED = "Stored in Notion"

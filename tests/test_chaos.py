@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
-from tests.support.emulator import start_emulator
-from tests.support.relay import MIB, PAGE_ID, make_file, start_relay
-from tests.support.tusclient import upload
+from harness.emulator import start_emulator
+from harness.relay import MIB, PAGE_ID, make_file, start_relay
+from harness.tusclient import upload
 from tests.test_tus_uploads import assert_parts_obey_notion
 
 SIZES = [1, 1000, 5 * MIB - 1, 5 * MIB, 5 * MIB + 1, 10 * MIB, 20 * MIB - 1, 20 * MIB, 20 * MIB + 1,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, make_file, start_relay
+from harness.processes import wait_until
+from harness.relay import MIB, make_file, start_relay
 from tests.test_durability import SLOW_SENDS, Background, assert_intact
 
 LIBFAKETIME = next(iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), "libfaketime.so.1")

@@ -27,9 +27,9 @@ import pytest
 import requests
 
 from handlers.slowclients import ConnectionCap
-from tests.support.relay import MIB, make_file
-from tests.support.stacks import Stack, unthrottled_stack
-from tests.support.tusclient import upload
+from harness.relay import MIB, make_file
+from harness.stacks import Stack, unthrottled_stack
+from harness.tusclient import upload
 
 STORM = 1000
 POLL_EVERY_S = 0.1

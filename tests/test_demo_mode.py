@@ -17,9 +17,9 @@ import psutil
 import pytest
 import requests
 
-from tests.support import tusclient
-from tests.support.processes import ROOT, wait_until
-from tests.support.relay import make_file
+from harness import tusclient
+from harness.processes import ROOT, wait_until
+from harness.relay import make_file
 
 MIB = 2**20
 TUS = {"Tus-Resumable": "1.0.0"}

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.emulator import NotionClient
-from tests.support.relay import MIB, make_file
-from tests.support.stacks import unthrottled_stack
-from tests.support.tusclient import TUS, upload
+from harness.emulator import NotionClient
+from harness.relay import MIB, make_file
+from harness.stacks import unthrottled_stack
+from harness.tusclient import TUS, upload
 from tests.test_exactly_once import page_blocks
 
 ROW_SCHEMA = {"Name": {"title": {}}, "Files": {"files": {}}, "Caption": {"rich_text": {}}}
@@ -43,7 +43,7 @@ def stack_with_places(tmp_path: Path, **env: str):
     page_a, page_b = new_page(client, "Project A"), new_page(client, "Project B")
     database = stack.emulator.create_database("Deliverables", ROW_SCHEMA)
     stack.relay.stop()
-    from tests.support.relay import start_relay
+    from harness.relay import start_relay
 
     stack.relay = start_relay(
         tmp_path / "relay2", stack.emulator.url, stack.redis.url, NOTION_RATE_LIMIT="100000/60",

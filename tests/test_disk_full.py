@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, make_file
-from tests.support.stacks import unthrottled_stack
-from tests.support.tusclient import upload
+from harness.processes import wait_until
+from harness.relay import MIB, make_file
+from harness.stacks import unthrottled_stack
+from harness.tusclient import upload
 
 DISK_BYTES = 128 * MIB
 FREE_AT_FIRST = 20 * MIB

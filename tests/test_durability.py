@@ -12,10 +12,10 @@ import redis as redis_sync
 import requests
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
-from tests.support.emulator import start_emulator
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, make_file, start_relay
-from tests.support.tusclient import upload
+from harness.emulator import start_emulator
+from harness.processes import wait_until
+from harness.relay import MIB, make_file, start_relay
+from harness.tusclient import upload
 
 SLOW_SENDS = {"rate": 1, "kinds": {"slow": 1}, "endpoints": ["send"], "slow_s": 0.4}
 

@@ -23,10 +23,10 @@ import requests
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
 from handlers.lingering import LINGER_BYTES, LINGER_SECONDS
-from tests.support.emulator import start_emulator
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, make_file, start_relay
-from tests.support.tusclient import upload
+from harness.emulator import start_emulator
+from harness.processes import wait_until
+from harness.relay import MIB, make_file, start_relay
+from harness.tusclient import upload
 
 TOKEN = "early-refusals-secret-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.emulator import NotionClient, running_emulator
+from harness.emulator import NotionClient, running_emulator
 
 MIB = 2**20
 SIZE = 1024 * MIB

@@ -10,7 +10,8 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.support.emulator import EmulatorProcess, NotionClient, error_code, running_emulator
+from harness.emulator import EmulatorProcess, NotionClient, running_emulator
+from tests.support.emulator import error_code
 
 MIB = 2**20
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.emulator import NotionClient, running_emulator, start_emulator
-from tests.support.processes import ROOT, ManagedProcess
+from harness.emulator import NotionClient, running_emulator, start_emulator
+from harness.processes import ROOT, ManagedProcess
 
 
 def test_starts_in_under_2_s_and_prints_exactly_its_address(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.emulator import EmulatorProcess, NotionClient, error_code, running_emulator
+from harness.emulator import EmulatorProcess, NotionClient, running_emulator
+from tests.support.emulator import error_code
 from tests.test_notion_sdk import SDK_DIR, sdk  # noqa: F401  (the SDK, installed from its lockfile)
 
 DATABASE_KEYS = [

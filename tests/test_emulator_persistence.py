@@ -15,8 +15,8 @@ from typing import Callable, Iterator
 import pytest
 
 from emulator.store import Block, UploadStore, WallClock
-from tests.support.emulator import EmulatorProcess, NotionClient
-from tests.support.processes import ROOT, wait_until
+from harness.emulator import EmulatorProcess, NotionClient
+from harness.processes import ROOT, wait_until
 
 MIB = 2**20
 PART_MIN = 5 * MIB

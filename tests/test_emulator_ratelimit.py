@@ -7,7 +7,8 @@ from pathlib import Path
 
 import requests
 
-from tests.support.emulator import NotionClient, error_code, running_emulator
+from harness.emulator import NotionClient, running_emulator
+from tests.support.emulator import error_code
 
 
 def test_a_burst_up_to_the_limit_then_429_with_retry_after(tmp_path: Path) -> None:

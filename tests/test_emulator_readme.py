@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.emulator import running_emulator
-from tests.support.processes import ROOT
+from harness.emulator import running_emulator
+from harness.processes import ROOT
 
 README = ROOT / "emulator" / "README.md"
 

@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.support.emulator import EmulatorProcess, NotionClient, running_emulator
-from tests.support.processes import wait_until
+from harness.emulator import EmulatorProcess, NotionClient, running_emulator
+from harness.processes import wait_until
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "notion-recordings" / "recordings.json"
 NOTION = "https://api.notion.com"

@@ -12,8 +12,9 @@ import pycurl
 import pytest
 import requests
 
-from tests.support.emulator import EmulatorProcess, NotionClient, error_code, running_emulator
-from tests.support.processes import wait_until
+from harness.emulator import EmulatorProcess, NotionClient, running_emulator
+from harness.processes import wait_until
+from tests.support.emulator import error_code
 
 MIB = 2**20
 PART_MIN = 5 * MIB

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.emulator import NotionClient
-from tests.support.relay import MIB, PAGE_ID, make_file
-from tests.support.stacks import unthrottled_stack
-from tests.support.tusclient import upload
+from harness.emulator import NotionClient
+from harness.relay import MIB, PAGE_ID, make_file
+from harness.stacks import unthrottled_stack
+from harness.tusclient import upload
 
 # Single part up to 20,000,000 bytes, multi_part above (one file just past the single_part cap).
 SIZES = [1, 1000, 300_000, 5 * MIB, 20_000_000, 20_000_001, 12 * MIB + 5, 26 * MIB + 3]

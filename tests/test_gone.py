@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.support.processes import wait_until
-from tests.support.relay import MIB
+from harness.processes import wait_until
+from harness.relay import MIB
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = {"Content-Type": "application/offset+octet-stream"}

@@ -13,8 +13,8 @@ import pytest
 import redis as redis_sync
 from playwright.sync_api import Browser, Page, expect
 
+from harness.relay import MIB, make_file
 from tests.support.browser import launch_browser, open_page
-from tests.support.relay import MIB, make_file
 
 SECRET = "grant-secret-for-the-page-test-0123456789abcdef"
 STORED = "Stored in Notion"

@@ -31,9 +31,9 @@ from engine.grants import (
     parse_public_key,
     resolve_destination,
 )
-from tests.support.processes import PYTHON, ROOT, wait_until
-from tests.support.relay import MIB, PAGE_ID
-from tests.support.stacks import unthrottled_stack
+from harness.processes import PYTHON, ROOT, wait_until
+from harness.relay import MIB, PAGE_ID
+from harness.stacks import unthrottled_stack
 
 HS_SECRET = "grant-secret-for-tests-7d2e9b4c1a6f8e3d5b0c2a4f6e8d1b3c"
 UPLOAD_TOKEN = "alice-static-token-5e7a9c1b3d5f7a9c"

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
-from tests.support.emulator import start_emulator
-from tests.support.relay import MIB, make_file, start_relay
-from tests.support.tusclient import upload
+from harness.emulator import start_emulator
+from harness.relay import MIB, make_file, start_relay
+from harness.tusclient import upload
 
 NOTION_SECRET = "secret_notion_XYZ_0123456789abcdef"
 ALICE = "alice-hostile-secret-000111222"

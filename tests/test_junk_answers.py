@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
+from harness.emulator import NotionClient, start_emulator
+from harness.processes import PYTHON, ManagedProcess
+from harness.relay import MIB, PAGE_ID, make_file, start_relay
+from harness.tusclient import upload
 from tests.support import junkproxy
-from tests.support.emulator import NotionClient, start_emulator
-from tests.support.processes import PYTHON, ManagedProcess
-from tests.support.relay import MIB, PAGE_ID, make_file, start_relay
-from tests.support.tusclient import upload
 from tests.test_exactly_once import page_blocks
 
 SIZES = [10, 26 * MIB + 1, 3 * MIB, 20_000_001, 70_000, 31 * MIB]

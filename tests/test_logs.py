@@ -14,9 +14,9 @@ import requests
 
 from engine.events import (EventLog, JsonFormatter, KeyValueFormatter, PressureWatch, Redactor, RedactingFilter,
                            configured_secrets)
-from tests.support.processes import wait_until
-from tests.support.relay import MIB
-from tests.support.stacks import unthrottled_stack
+from harness.processes import wait_until
+from harness.relay import MIB
+from harness.stacks import unthrottled_stack
 
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 READY_LINE = re.compile(r"^relay listening on http://\S+$")  # stdout's one plain line, for scripts

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.looplag import LoopLagMonitor
 from engine.metrics import RelayMetrics, Sources
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, make_file
-from tests.support.stacks import Stack, unthrottled_stack
+from harness.processes import wait_until
+from harness.relay import MIB, make_file
+from harness.stacks import Stack, unthrottled_stack
 
 TUS = {"Tus-Resumable": "1.0.0"}
 Samples = dict[tuple[str, frozenset], float]

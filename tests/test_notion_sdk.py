@@ -25,8 +25,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.support.emulator import NOTION_VERSION, running_emulator
-from tests.support.processes import ROOT
+from harness.emulator import NOTION_VERSION, running_emulator
+from harness.processes import ROOT
 
 SDK_DIR = ROOT / "tests" / "sdk"
 PACKAGE = "@notionhq/client"

@@ -10,7 +10,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tusclient import client as tus
 
 from engine.notion import Failure, NotionClient, Timeouts
-from tests.support.relay import MIB, make_file
+from harness.relay import MIB, make_file
 
 
 def run_with_client(base_url: str, timeouts: Timeouts, scenario):

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from handlers.openapi import build_document
-from tests.support.processes import ROOT
-from tests.support.stacks import Stack, unthrottled_stack
+from harness.processes import ROOT
+from harness.stacks import Stack, unthrottled_stack
 
 CHECKS = ",".join([
     "not_a_server_error",  # no 5xx at all: the stack is sized so that none is legitimate

@@ -11,8 +11,8 @@ from pathlib import Path
 import requests
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, make_file, start_relay
+from harness.processes import wait_until
+from harness.relay import MIB, make_file, start_relay
 from tests.test_durability import SLOW_SENDS, Background, assert_intact, durable_parts
 
 TUS = {"Tus-Resumable": "1.0.0"}

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.support.processes import wait_until
-from tests.support.relay import MIB, make_file, start_relay
-from tests.support.tusclient import upload
-from tests.support.emulator import start_emulator
+from harness.emulator import start_emulator
+from harness.processes import wait_until
+from harness.relay import MIB, make_file, start_relay
+from harness.tusclient import upload
 from tests.test_tus_protocol import TUS, create, patch
 
 

@@ -9,8 +9,8 @@ import psutil
 import requests
 from tusclient import client as tus
 
-from tests.support.processes import ROOT, ManagedProcess
-from tests.support.relay import make_file
+from harness.processes import ROOT, ManagedProcess
+from harness.relay import make_file
 
 
 def test_run_sh_serves_the_demo_and_stops_cleanly(tmp_path):

@@ -12,9 +12,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 import requests
 
-from tests.support.processes import PYTHON, ROOT, wait_until
-from tests.support.relay import MIB
-from tests.support.stacks import UNTHROTTLED, Stack
+from harness.processes import PYTHON, ROOT, wait_until
+from harness.relay import MIB
+from harness.stacks import UNTHROTTLED, Stack
 
 NOTION_SECRET = "secret_NotionIntegration7f3c9a1e5b2d8c4f6a0e9d1b3c5a7f9e"
 UPLOAD_SECRET = "alice-upload-token-4b8e2f6a9c1d3e5f7a9b0c2d4e6f8a1b"

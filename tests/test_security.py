@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import requests
 
-from tests.support.processes import PYTHON, ROOT
+from harness.processes import PYTHON, ROOT
 from tests.test_tus_protocol import OCTET, TUS
 
 ALICE = "alice-secret-0123456789"

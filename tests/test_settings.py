@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
+from harness.processes import PYTHON, ROOT
 from settings import Settings, SettingsError
-from tests.support.processes import PYTHON, ROOT
 
 
 def test_defaults_match_the_seeds_and_the_design():

@@ -9,8 +9,8 @@ import time
 
 import requests
 
-from tests.support.relay import MIB, make_file
-from tests.support.tusclient import upload
+from harness.relay import MIB, make_file
+from harness.tusclient import upload
 from tests.test_tus_protocol import TUS
 
 

@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
-from tests.support.relay import MIB
+from harness.relay import MIB
 from tests.test_tus_uploads import assert_stored_in_notion
 
 TUS = {"Tus-Resumable": "1.0.0"}

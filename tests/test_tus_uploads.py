@@ -9,8 +9,8 @@ import pytest
 import requests
 from tusclient import client as tus
 
-from tests.support.relay import MIB, PAGE_ID, make_file
-from tests.support.processes import wait_until
+from harness.processes import wait_until
+from harness.relay import MIB, PAGE_ID, make_file
 
 SIZES = [1, 5 * MIB - 1, 5 * MIB, 20 * MIB, 20 * MIB + 1, 64 * MIB + 3, 300 * MIB]
 CHUNKS = {"1MiB": MIB, "8MiB": 8 * MIB, "whole": None}

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.support.processes import ROOT
+from harness.processes import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 # axe-core, from node_modules/ (package-lock.json pins it; ./run.sh setup installs it).

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from tests.support.processes import PYTHON, ROOT, ManagedProcess, malloc_env
+from harness.processes import PYTHON, ROOT, ManagedProcess, malloc_env
 
 PAGE_ID = "00000000-0000-4000-8000-0000000000aa"
 MIB = 2**20

@@ -1,12 +1,12 @@
 """A Stack: an emulator (with optional flags), a private Redis and a relay, started together."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
-from tests.support.emulator import start_emulator
-from tests.support.relay import start_relay
+from harness.emulator import start_emulator
+from harness.relay import start_relay
 
 # Far above what a test needs: for tests about something other than throttling, where a 429
 # or a 503 for load would only get in the way (throttling itself: test_resilience.py).

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 
@@ -53,9 +53,9 @@ def upload(base_url: str | Callable[[], str], path: Path, chunk_size: int, deadl
     while not result.url:
         r = None
         try:
+            meta = _meta(filename=path.name, filetype=filetype, **(metadata or {}))
             r = session.post(f"{base()}/files/", headers={
-                **TUS, "Upload-Length": str(size), "Upload-Metadata": _meta(filename=path.name, filetype=filetype, **(metadata or {}))},
-                timeout=60)
+                **TUS, "Upload-Length": str(size), "Upload-Metadata": meta}, timeout=60)
             if r.status_code == 201:
                 result.url = r.headers["Location"]
                 upload_path = "/files/" + result.url.rsplit("/", 1)[-1]
