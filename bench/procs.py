@@ -7,10 +7,10 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import psutil
 
@@ -69,7 +69,7 @@ class UsageMeter:
 
     def __exit__(self, *exc: object) -> None:
         wall_s = time.monotonic() - self._t0
-        user_s, system_s = (after - before for after, before in zip(_cpu_times(self._proc), self._cpu0))
+        user_s, system_s = (after - before for after, before in zip(_cpu_times(self._proc), self._cpu0, strict=True))
         children_cpu_s = sum(_cpu_s(c) for c in self._children) - self._children_cpu0
         self._stop.set()
         self._thread.join(5)
