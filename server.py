@@ -115,7 +115,10 @@ class Relay:
         notion = NotionClient(http, s.notion_api_base, s.notion_token or "emulator-token", s.notion_version,
                               Timeouts(s.connection_timeout_s, s.read_timeout_s, s.total_timeout_s))
         notion_breaker = CircuitBreaker("notion_api", self.clock, s.cb_notion_failure_threshold,
-                                        s.cb_notion_timeout_duration_s, s.cb_half_open_max_calls)
+                                        s.cb_notion_timeout_duration_s, s.cb_half_open_max_calls,
+                                        window_s=s.cb_notion_window_s,
+                                        failure_rate=s.cb_notion_failure_rate_percent / 100,
+                                        minimum_calls=s.cb_notion_minimum_calls)
         upload_breaker = CircuitBreaker("upload_operations", self.clock, s.cb_upload_failure_threshold,
                                         s.cb_upload_timeout_duration_s, s.cb_half_open_max_calls)
         # The service's events and the relay's own go to the same listeners: logs, metrics, breaker.
@@ -170,6 +173,7 @@ class Relay:
             retry=RetryPolicy.from_settings(s), spool_dir=s.spool_dir, part_size_bytes=s.part_size_bytes,
             parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
             notion_settle_s=s.notion_settle_s, destinations=destinations,
+            append_window_s=s.append_batch_window_ms / 1000,
             announce=state_events if self.webhooks is not None else None,
             quotas=quotas if access.enabled else None, listeners=listeners))
         service.check_owners = access.enabled

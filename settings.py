@@ -154,6 +154,9 @@ class Settings:
     # How long Notion may still act on a request after we stopped waiting for it (its own
     # server-side limit is 60 s): an append whose outcome is unknown is not repeated before then.
     notion_settle_s: float = _env("NOTION_SETTLE_TIME", 60.0, _float, _between(0, 600))
+    # Files finishing for the same page within this window are appended in one request (Notion
+    # takes 100 children per append): fewer requests of the shared budget per small file. 0: off.
+    append_batch_window_ms: int = _env("APPEND_BATCH_WINDOW_MS", 150, _int, _between(0, 5000))
 
     # Retries
     max_retries: int = _env("MAX_RETRIES", 5, _int, _between(0, 100))
@@ -167,6 +170,13 @@ class Settings:
     cb_upload_timeout_duration_s: float = _env("CB_UPLOAD_TIMEOUT_DURATION", 60.0, _float, _between(0.01, 3600))
     cb_notion_failure_threshold: int = _env("CB_NOTION_FAILURE_THRESHOLD", 3, _int, _at_least(1))
     cb_notion_timeout_duration_s: float = _env("CB_NOTION_TIMEOUT_DURATION", 30.0, _float, _between(0.01, 3600))
+    # The notion breaker opens on a failure rate over a window (engine/breaker.py says why):
+    # at least CB_NOTION_FAILURE_RATE % of the last CB_NOTION_WINDOW seconds' calls failed, and
+    # either the window holds CB_NOTION_MINIMUM_CALLS calls or the failures in a row reached
+    # CB_NOTION_FAILURE_THRESHOLD. CB_NOTION_WINDOW=0: consecutive failures only (the seeds').
+    cb_notion_window_s: float = _env("CB_NOTION_WINDOW", 10.0, _float, _between(0, 3600))
+    cb_notion_failure_rate_percent: float = _env("CB_NOTION_FAILURE_RATE", 50.0, _float, _between(1, 100))
+    cb_notion_minimum_calls: int = _env("CB_NOTION_MINIMUM_CALLS", 20, _int, _between(1, 1000))
     cb_half_open_max_calls: int = _env("CB_HALF_OPEN_MAX_CALLS", 3, _int, _at_least(1))
 
     # Checkpoints

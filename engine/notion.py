@@ -112,13 +112,9 @@ class NotionClient:
     async def users_me(self) -> dict[str, Any]:
         return await self._json("users_me", "GET", "/v1/users/me")
 
-    async def append_file_block(self, page_id: str, file_upload_id: str, block_type: str,
-                                caption: str | None = None) -> dict[str, Any]:
-        media: dict[str, Any] = {"type": "file_upload", "file_upload": {"id": file_upload_id}}
-        if caption:
-            media["caption"] = rich_text(caption)
-        child = {"type": block_type, block_type: media}
-        return await self._json("attach", "PATCH", f"/v1/blocks/{page_id}/children", {"children": [child]})
+    async def append_children(self, page_id: str, children: list[dict[str, Any]]) -> dict[str, Any]:
+        """Append blocks (≤ 100) to a page; Notion answers them, in order, in `results`."""
+        return await self._json("attach", "PATCH", f"/v1/blocks/{page_id}/children", {"children": children})
 
     async def create_row(self, data_source_id: str, properties: dict[str, Any]) -> dict[str, Any]:
         """A new page in a database (at Notion-Version 2025-09-03: under its data source)."""

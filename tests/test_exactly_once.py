@@ -75,7 +75,8 @@ def test_half_of_the_writes_stored_then_answered_5xx(tmp_path: Path):
         for file_upload_id in file_upload_ids:
             assert len(stack.emulator.upload(file_upload_id)["attached_to"]) == 1
         # Nothing created twice either: every pending upload Notion holds was finished.
-        assert all(u["status"] == "uploaded" for u in stack.emulator.uploads()), "an orphan upload at Notion"
+        orphans = [u for u in stack.emulator.uploads() if u["status"] != "uploaded"]
+        assert not orphans, f"an orphan upload at Notion: {orphans}"
         assert injected >= 15, f"only {injected} ambiguous answers were injected"
     finally:
         stack.close()

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import (ChecksumMismatch, InsufficientStorage, OffsetMismatch, UploadBusy, UploadFailed,
+from engine.errors import (ChecksumMismatch, InsufficientStorage, OffsetMismatch, ServiceUnavailable, UploadBusy,
+                           UploadFailed,
                            UploadGone)
+from engine.notion_answers import Failure
 from engine.upload.session import COMPLETED, EXPIRED, FAILED, RECEIVING
 from tests.support.fakes import PAGE, MemoryOwnership, Wing, build_wing
 
@@ -170,20 +172,20 @@ async def test_a_call_notion_did_not_do_is_done_again(wing, operation):
 
 async def test_an_append_whose_request_may_still_land_waits_for_notion_to_settle(tmp_path):
     wing = build_wing(tmp_path / "spool", settle_s=60)
-    original = wing.notion.append_file_block
+    original = wing.notion.append_children
     landing: list[asyncio.Task] = []
 
-    async def lands_late(page: str, fid: str, block_type: str, caption: str | None = None):
+    async def lands_late(page: str, children: list):
         wing.notion.calls["attach"] += 1
-        landing.append(asyncio.ensure_future(lands_after(page, fid, block_type)))
-        raise __import__("engine.notion").notion.Failure("timeout", "stalled", operation="attach")
+        landing.append(asyncio.ensure_future(lands_after(page, children)))
+        raise Failure("timeout", "stalled", operation="attach")
 
-    async def lands_after(page: str, fid: str, block_type: str):
+    async def lands_after(page: str, children: list):
         await wing.clock.sleep(20)  # Notion finishes it 20 s later
-        wing.notion.append_file_block = original  # type: ignore[method-assign]
-        await original(page, fid, block_type)
+        wing.notion.append_children = original  # type: ignore[method-assign]
+        await original(page, children)
 
-    wing.notion.append_file_block = lands_late  # type: ignore[method-assign]
+    wing.notion.append_children = lands_late  # type: ignore[method-assign]
     upload_id = await upload(wing, payload(100))
     await asyncio.gather(*landing)
     assert wing.service.live[upload_id].state == COMPLETED
@@ -350,13 +352,13 @@ async def test_an_upload_announces_completed_once_and_only_when_notion_holds_it(
     wing = build_wing(tmp_path / "spool")
     wing.service.saver.announce = state_events
     seen_before_complete: list[str] = []
-    original = wing.notion.append_file_block
+    original = wing.notion.append_children
 
     async def attach(*args, **kwargs):
         seen_before_complete.extend(e.type for e in wing.store.events)
         return await original(*args, **kwargs)
 
-    wing.notion.append_file_block = attach  # type: ignore[method-assign]
+    wing.notion.append_children = attach  # type: ignore[method-assign]
     upload_id = await upload(wing, payload(BIG))
     await until(lambda: not wing.service.live[upload_id].saving)
     assert seen_before_complete == []
@@ -385,3 +387,59 @@ async def test_a_resumable_failure_announces_nothing_a_final_one_does(tmp_path):
     assert [e.type for e in wing.store.events][-1] == "upload.terminated"
     with pytest.raises(UploadGone):
         await wing.service.get(other.id)
+
+
+# --- batched appends ----------------------------------------------------------------------------
+
+async def batched_uploads(tmp_path: Path, names: list[str], outcomes: tuple[str, ...] = ()) -> tuple[Wing, list[str]]:
+    """Upload files whose appends meet in one batch: the batch's window is held open (a clock of
+    its own) until every file waits in it."""
+    from engine.clock import FakeClock
+
+    wing = build_wing(tmp_path / "spool", append_window_s=0.2)
+    batcher = wing.service.pipeline.finisher.batcher
+    batcher.clock = FakeClock()
+    wing.notion.script("attach", *outcomes)
+    sessions = [await wing.service.create(filename=n, size=1000 + i, content_type="text/plain")
+                for i, n in enumerate(names)]
+    running = [asyncio.ensure_future(send(wing, s.id, payload(1000 + i, seed=i))) for i, s in enumerate(sessions)]
+    await until(lambda: PAGE in batcher._open and len(batcher._open[PAGE].children) == len(names))
+    batcher.clock.advance(0.2)
+    await asyncio.gather(*running)
+    return wing, [s.id for s in sessions]
+
+
+async def test_files_finishing_together_share_one_append(tmp_path):
+    wing, ids = await batched_uploads(tmp_path, [f"f{i}.txt" for i in range(8)])
+    assert wing.notion.calls["attach"] == 1
+    blocks = wing.notion.blocks[PAGE]
+    assert len(blocks) == 8
+    for upload_id, block in zip(ids, blocks, strict=True):
+        s = wing.service.live[upload_id]
+        assert s.state == COMPLETED and s.record.block_id == block["id"]
+        assert block["image" if block["type"] == "image" else "file"]["file"]["url"].endswith(s.record.filename)
+
+
+@pytest.mark.parametrize("outcome", ["ambiguous", "timeout", "junk"])
+async def test_a_batch_notion_did_is_not_appended_again_and_each_file_knows_its_block(tmp_path, outcome):
+    names = ["same.txt", "same.txt", "other.txt", "same.txt"]
+    wing, ids = await batched_uploads(tmp_path, names, (outcome,))
+    blocks = wing.notion.blocks[PAGE]
+    assert wing.notion.calls["attach"] == 1 and len(blocks) == 4
+    assert sorted(wing.service.live[i].record.block_id for i in ids) == sorted(b["id"] for b in blocks)
+
+
+async def test_a_batch_notion_did_not_do_is_sent_again_whole(tmp_path):
+    wing, ids = await batched_uploads(tmp_path, [f"g{i}.txt" for i in range(3)], ("lost",))
+    assert wing.notion.calls["attach"] == 2 and len(wing.notion.blocks[PAGE]) == 3
+    assert all(wing.service.live[i].state == COMPLETED for i in ids)
+
+
+async def test_a_create_that_ended_undecided_is_adopted_by_the_clients_retry(wing):
+    wing.notion.script("create", "ambiguous")
+    wing.notion.script("list", *["lost"] * 10)  # Notion cannot be read: the client is told 503
+    with pytest.raises(ServiceUnavailable):
+        await wing.service.create(filename="a.txt", size=100, content_type="text/plain")
+    wing.notion.scripts["list"].clear()
+    s = await wing.service.create(filename="a.txt", size=100, content_type="text/plain")
+    assert len(wing.notion.uploads) == 1 and s.record.notion_file_upload_id in wing.notion.uploads

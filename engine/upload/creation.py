@@ -70,6 +70,8 @@ class Creator:
         self.destinations = destinations
         self._workspace_limit: tuple[float, int] | None = None
         self._limit_lookup: asyncio.Future[int] | None = None
+        # (filename, type, parts) → when a create of it ended undecided (its Notion upload may exist)
+        self._undecided: dict[tuple[str, str, int | None], float] = {}
 
     async def record_for(self, new: NewUpload) -> tuple[UploadRecord, PartPlan]:
         """Validate, then create the Notion file upload; the new record is saved already."""
@@ -160,6 +162,18 @@ class Creator:
                                 upload_id: str, deadline: float) -> dict[str, Any]:
         parts = plan.number_of_parts if plan.is_multipart else None
         asked_at = self.clock.wall()
+        key = (filename, content_type, parts)
+        # A create of the same file that ended undecided here (its client was told 503 and came
+        # back): it may have happened, so look for it before making another.
+        earlier = self._undecided.get(key)
+        if earlier is not None and asked_at - earlier < NOTION_EXPIRY_S:
+            try:
+                found = await self._find_created(plan, filename, content_type, upload_id, earlier, deadline)
+            except Failure:
+                found = None
+            if found is not None:
+                del self._undecided[key]
+                return found
 
         async def create() -> dict[str, Any]:
             left = max(1.0, deadline - self.clock.monotonic())
@@ -181,6 +195,7 @@ class Creator:
         except StoreUnavailable:
             raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
         except Undecided as exc:
+            self._undecided[key] = min(asked_at, self._undecided.get(key, asked_at))
             raise ServiceUnavailable("Notion is not answering; try again shortly",
                                      retry_after_s=max(1, round(exc.retry_after_s or 5))) from None
         except Failure as f:

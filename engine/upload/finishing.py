@@ -18,10 +18,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from engine.clock import Clock
 from engine.errors import UploadFailed, UploadGone
 from engine.filetypes import block_type_for
 from engine.notion import rich_text
 from engine.notion_answers import Failure
+from engine.upload.batching import AppendBatcher
 from engine.upload.interfaces import Guard, NotionFiles
 from engine.upload.once import OnceRunner, Undecided
 from engine.upload.session import NOTION_WINDOW_PASSED, UploadSession
@@ -30,10 +32,12 @@ MAX_CHILDREN_PAGES = 50  # at most 5,000 blocks scanned to find our block again
 
 
 class Finisher:
-    def __init__(self, notion: NotionFiles, guard: Guard, once: OnceRunner) -> None:
+    def __init__(self, notion: NotionFiles, guard: Guard, once: OnceRunner, clock: Clock,
+                 append_window_s: float = 0.0) -> None:
         self.notion = notion
         self.guard = guard
         self.once = once
+        self.batcher = AppendBatcher(clock, append_window_s, self.append_batch)
 
     # --- what Notion holds ---------------------------------------------------------------
 
@@ -93,21 +97,53 @@ class Finisher:
             await self._append_block(s)
 
     async def _append_block(self, s: UploadSession) -> None:
-        fid = s.record.notion_file_upload_id or ""
-        page = s.record.page_id or ""
+        media: dict[str, Any] = {"type": "file_upload", "file_upload": {"id": s.record.notion_file_upload_id}}
+        if s.record.caption:
+            media["caption"] = rich_text(s.record.caption)
         block_type = block_type_for(s.record.content_type)
-
-        async def attached() -> dict[str, Any] | None:
-            if not await self._is_attached(s):
-                return None
-            block = await self._find_block(page, s.record.filename, block_type)
-            return {"object": "list", "results": [block] if block else []}
-
-        result = await self._once("attach", s, lambda: self.notion.append_file_block(
-            page, fid, block_type, caption=s.record.caption), attached, settle=True)
-        results = result.get("results") or []
-        block = results[-1] if results else None
+        block = await self.batcher.append(s, s.record.page_id or "", {"type": block_type, block_type: media})
         s.record.block_id = block.get("id") if isinstance(block, dict) else None
+
+    async def append_batch(self, page: str, sessions: list[UploadSession],
+                           children: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        """One append of several files' blocks, exactly once: the request landed whole or not at
+        all, so the first file's state tells for every one; each file's block is then found by
+        its type and name (blocks never carry the file_upload id)."""
+        async def attached() -> dict[str, Any] | None:
+            if not await self._is_attached(sessions[0]):
+                return None
+            return {"object": "list", "results": await self._find_blocks(page, sessions)}
+
+        result = await self._once("attach", sessions[0], lambda: self.notion.append_children(page, children),
+                                  attached, settle=True)
+        results = result.get("results") or []
+        if len(results) == len(children):  # Notion answers the appended blocks in order
+            return list(results)
+        return await self._find_blocks(page, sessions) if results else [None] * len(sessions)
+
+    async def _find_blocks(self, page: str, sessions: list[UploadSession]) -> list[dict[str, Any] | None]:
+        """The newest block on the page showing each file (type and name), each block used once."""
+        wanted = [(s.record.filename, block_type_for(s.record.content_type)) for s in sessions]
+        matches: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in wanted}
+        cursor = None
+        for _ in range(MAX_CHILDREN_PAGES):
+            listing = await self.guard.run(lambda: self.notion.list_children(page, cursor))
+            for block in listing.get("results") or []:
+                for name, kind in matches:
+                    if shows_file(block, name, kind):
+                        matches[(name, kind)].append(block)
+            if not listing.get("has_more"):
+                break
+            cursor = listing.get("next_cursor")
+        # Blocks come oldest first and a batch's blocks in its order: the files of one name get
+        # the newest blocks of that name, in turn.
+        found: list[dict[str, Any] | None] = []
+        for i, key in enumerate(wanted):
+            same = [j for j, other in enumerate(wanted) if other == key]
+            blocks = matches[key][-len(same):] if matches[key] else []
+            position = same.index(i) - (len(same) - len(blocks))
+            found.append(blocks[position] if position >= 0 else None)
+        return found
 
     async def _add_row(self, s: UploadSession) -> None:
         r = s.record
@@ -147,20 +183,6 @@ class Finisher:
             if any(isinstance(f, dict) and f.get("name") == entry_name for f in files):
                 return row
         return None
-
-    async def _find_block(self, page: str, filename: str, block_type: str) -> dict[str, Any] | None:
-        """The newest block on the page showing a file of this name (see the module docstring)."""
-        cursor = None
-        found = None
-        for _ in range(MAX_CHILDREN_PAGES):
-            listing = await self.guard.run(lambda: self.notion.list_children(page, cursor))
-            for block in listing.get("results") or []:
-                if shows_file(block, filename, block_type):
-                    found = block
-            if not listing.get("has_more"):
-                break
-            cursor = listing.get("next_cursor")
-        return found
 
     async def _once(self, operation: str, s: UploadSession, call, check, settle: bool = False) -> dict[str, Any]:
         try:

@@ -51,6 +51,8 @@ class ServiceParts:
     owner_idle_s: float = 300.0
     # How long Notion may still act on a request after we stopped waiting (its 60 s limit).
     notion_settle_s: float = 60.0
+    # Appends for the same page within this window go as one request (0: each on its own).
+    append_window_s: float = 0.0
     listeners: list[Listener] = field(default_factory=list)
     announce: Announce | None = None  # webhook events for a record's state (engine/webhooks)
 
@@ -61,7 +63,7 @@ class UploadService:
         self.clock = parts.clock
         self._tasks: set[asyncio.Task[Any]] = set()
         once = OnceRunner(parts.clock, parts.guard, parts.retry, self.emit, settle_s=parts.notion_settle_s)
-        finisher = Finisher(parts.notion, parts.guard, once)
+        finisher = Finisher(parts.notion, parts.guard, once, parts.clock, parts.append_window_s)
         self.saver = RecordSaver(parts.clock, parts.store, self.spawn, parts.announce)
         self.creator = Creator(parts.clock, parts.notion, parts.guard, once, parts.store, parts.retry,
                                parts.part_size_bytes, parts.parent_page_id, parts.quotas, parts.destinations)

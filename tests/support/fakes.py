@@ -289,18 +289,22 @@ class ScriptedNotion:
         return await self._do("query", lambda: {"object": "list", "results": list(self.rows[data_source_id]),
                                                 "has_more": False, "next_cursor": None})
 
-    async def append_file_block(self, page_id: str, file_upload_id: str, block_type: str,
-                                caption: str | None = None) -> dict[str, Any]:
+    async def append_children(self, page_id: str, children: list[dict[str, Any]]) -> dict[str, Any]:
         def act() -> dict[str, Any]:
-            u = self._upload(file_upload_id)
-            if u.status != "uploaded":
-                raise Failure("http", "not uploaded", status=400, code="validation_error")
-            u.attached += 1
-            block = {"object": "block", "id": str(uuid.uuid4()), "type": block_type, "in_trash": False,
-                     block_type: {"type": "file", "file": {"url": f"https://files.example/x/{u.filename}",
-                                                           "expiry_time": None}}}
-            self.blocks[page_id].append(block)
-            return {"object": "list", "results": [block]}
+            uploads = []
+            for child in children:
+                u = self._upload(child[child["type"]]["file_upload"]["id"])
+                if u.status != "uploaded":
+                    raise Failure("http", "not uploaded", status=400, code="validation_error")
+                uploads.append((child["type"], u))
+            appended = []
+            for block_type, u in uploads:  # all or nothing, as one request
+                u.attached += 1
+                appended.append({"object": "block", "id": str(uuid.uuid4()), "type": block_type, "in_trash": False,
+                                 block_type: {"type": "file", "file": {"url": f"https://files.example/x/{u.filename}",
+                                                                       "expiry_time": None}}})
+            self.blocks[page_id].extend(appended)
+            return {"object": "list", "results": appended}
         return await self._do("attach", act)
 
     async def list_children(self, page_id: str, start_cursor: str | None = None) -> dict[str, Any]:
@@ -346,7 +350,8 @@ class Wing:
 
 def build_wing(spool: Path, *, clock: FakeClock | None = None, notion: ScriptedNotion | None = None,
                store: MemoryCheckpoints | None = None, locks: MemoryOwnership | None = None,
-               part_size: int = 5 * 2**20, workers: int = 2, settle_s: float = 0.0) -> Wing:
+               part_size: int = 5 * 2**20, workers: int = 2, settle_s: float = 0.0,
+               append_window_s: float = 0.0) -> Wing:
     clock = clock or QuickClock()
     notion = notion or ScriptedNotion(clock)
     store = store or MemoryCheckpoints()
@@ -355,5 +360,6 @@ def build_wing(spool: Path, *, clock: FakeClock | None = None, notion: ScriptedN
     service = UploadService(ServiceParts(
         clock=clock, notion=notion, guard=PassGuard(), store=store, scheduler=PartScheduler(lambda: workers),
         retry=FAST_RETRY, spool_dir=spool, part_size_bytes=part_size, parent_page_id=PAGE, locks=locks,
-        notion_settle_s=settle_s, listeners=[lambda e, f: events.append((e, f))]))
+        notion_settle_s=settle_s, append_window_s=append_window_s,
+        listeners=[lambda e, f: events.append((e, f))]))
     return Wing(service, notion, store, locks, clock, events)
