@@ -216,7 +216,8 @@ class Creator:
             if not _may_be_our_create(candidate, plan, filename, content_type, asked_at):
                 continue
             if await self.store.claim_notion_upload(candidate["id"], upload_id, CLAIM_TTL_S):
-                return candidate
+                adopted: dict[str, Any] = candidate
+                return adopted
         return None
 
 

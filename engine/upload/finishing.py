@@ -15,7 +15,7 @@ documented words (NOTION_API.md, "The File Upload object"):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import unquote, urlsplit
 
 from engine.clock import Clock
@@ -25,7 +25,7 @@ from engine.notion import rich_text
 from engine.notion_answers import Failure
 from engine.upload.batching import AppendBatcher
 from engine.upload.interfaces import Guard, NotionFiles
-from engine.upload.once import OnceRunner, Undecided
+from engine.upload.once import Check, OnceRunner, Undecided
 from engine.upload.session import NOTION_WINDOW_PASSED, UploadSession
 
 MAX_CHILDREN_PAGES = 50  # at most 5,000 blocks scanned to find our block again
@@ -81,7 +81,7 @@ class Finisher:
             current = await self._retrieve(s)
             return current if current.get("status") == "uploaded" else None
 
-        result = await self._once("complete", s, lambda: self.notion.complete(fid), completed)
+        result = await self._once("complete", s, lambda: self.notion.complete(fid or ""), completed)
         if result.get("status") != "uploaded":
             raise UploadFailed(f"Notion did not mark the upload as uploaded (status {result.get('status')!r})",
                                can_resume=True)
@@ -180,11 +180,13 @@ class Finisher:
         listing = await self.guard.run(lambda: self.notion.query_rows(source, where))
         for row in listing.get("results") or []:  # newest first
             files = ((row.get("properties") or {}).get(r.files_property or "") or {}).get("files") or []
-            if any(isinstance(f, dict) and f.get("name") == entry_name for f in files):
-                return row
+            if isinstance(row, dict) and any(isinstance(f, dict) and f.get("name") == entry_name for f in files):
+                found: dict[str, Any] = row
+                return found
         return None
 
-    async def _once(self, operation: str, s: UploadSession, call, check, settle: bool = False) -> dict[str, Any]:
+    async def _once(self, operation: str, s: UploadSession, call: Callable[[], Awaitable[dict[str, Any]]],
+                    check: Check, settle: bool = False) -> dict[str, Any]:
         try:
             return await self.once.run(operation, call, check, settle=settle, upload_id=s.id)
         except Undecided as exc:

@@ -100,5 +100,5 @@ class PartScheduler:
             if not fut.done():
                 fut.set_result(None)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, int]:
         return {"running": self.running, "queued": self.queued, "uploads": len(self._counts)}
