@@ -134,7 +134,15 @@ CREATE_SESSION = obj({
 BREAKER = obj({
     "name": STRING, "state": {"enum": BREAKER_STATES}, "success_rate": NUMBER, "total_calls": COUNT,
     "failures": COUNT, "times_opened": COUNT, "retry_after": NUMBER,
-})
+    "consecutive_failures": COUNT, "failure_threshold": COUNT,
+    "opened_by": {"type": ["string", "null"], "enum": ["failure_rate", "consecutive", "probe", None],
+                  "description": "Why it last opened: the window's failure rate, a run of failures in a row, "
+                                 "or a failed probe while half-open."},
+    "window": obj({"seconds": NUMBER, "calls": COUNT, "failures": COUNT, "failure_rate_percent": NUMBER,
+                   "opens_at_percent": NUMBER, "minimum_calls": COUNT},
+                  description="The notion breaker's sliding window (CB_NOTION_WINDOW; absent when 0)."),
+}, required=["name", "state", "success_rate", "total_calls", "failures", "times_opened", "retry_after",
+             "consecutive_failures", "failure_threshold", "opened_by"])
 
 HEALTH_COMPONENTS = obj({
     "resource_manager": obj({
