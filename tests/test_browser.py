@@ -13,15 +13,18 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, Request, expect
 
+from harness.emulator import NotionClient
 from harness.processes import wait_until
 from harness.relay import MIB, PAGE_ID, make_file
 from tests.support.browser import ARTIFACTS, axe_violations, launch_browser, open_page
+from tests.test_destinations import ROW_SCHEMA, caption_of, new_page
+from tests.test_exactly_once import page_blocks
 
 MAX_PATCH_BYTES = 8 * MIB
 STORED = "Stored in Notion"
@@ -237,11 +240,17 @@ def test_every_failure_gets_plain_words_and_the_right_decision(page, relay):
         for (const status of [400, 401, 403, 404, 409, 410, 412, 413, 415, 423, 429, 460, 500, 502, 503, 504]) {
             add(String(status), {kind: "http", status, phase: "patch", body: {error: "server words"}});
         }
-        add("410 on HEAD", {kind: "http", status: 410, phase: "head", body: {error: "the upload failed for good", can_resume: false}});
+        add("410 on HEAD", {kind: "http", status: 410, phase: "head",
+                            body: {error: "the upload failed for good", can_resume: false}});
         add("415 at creation", {kind: "http", status: 415, phase: "create", body: {error: "no .exe"}});
+        add("403 destination", {kind: "http", status: 403, phase: "create", body: {
+            error: "that page or database is not one this relay uploads to", code: "forbidden"}});
+        add("403 grant destination", {kind: "http", status: 403, phase: "create", body: {
+            error: "this upload grant allows only the default destination", code: "forbidden",
+            reason: "grant_destination"}});
         add("502 for good", {kind: "http", status: 502, phase: "patch", body: {can_resume: false}});
-        add("503 Notion away", {kind: "http", status: 503, phase: "create",
-                                body: {error: "Upload service temporarily unavailable.", circuit_breaker_state: "OPEN"}});
+        add("503 Notion away", {kind: "http", status: 503, phase: "create", body: {
+            error: "Upload service temporarily unavailable.", circuit_breaker_state: "OPEN"}});
         for (const kind of ["network", "stalled"]) add(kind, {kind, status: 0, phase: "patch"});
         add("reply timeout", {kind: "timeout", status: 0, phase: "patch"});
         add("HEAD timeout", {kind: "timeout", status: 0, phase: "head"});
@@ -253,6 +262,7 @@ def test_every_failure_gets_plain_words_and_the_right_decision(page, relay):
         "412": "fail", "413": "fail", "415": "fail", "423": "retry", "429": "retry", "460": "retry",
         "500": "retry", "502": "retry", "503": "retry", "504": "retry", "410 on HEAD": "gone",
         "415 at creation": "fail", "502 for good": "gone", "503 Notion away": "retry",
+        "403 destination": "fail", "403 grant destination": "fail",
         "network": "retry", "stalled": "retry", "reply timeout": "retry", "HEAD timeout": "retry",
     }
     for name, (_, words) in table.items():
@@ -262,6 +272,10 @@ def test_every_failure_gets_plain_words_and_the_right_decision(page, relay):
     assert table["401"][1].startswith("Your upload token was not accepted")
     assert "too large" in table["413"][1]
     assert table["415 at creation"][1] == "Notion does not accept this kind of file: no .exe."
+    # A place the relay (or the grant) does not allow: not the token's fault, and no retry helps.
+    assert table["403 destination"][1] == \
+        "Files may not go to this destination: that page or database is not one this relay uploads to."
+    assert table["403 grant destination"][1].startswith("Files may not go to this destination: this upload grant")
     assert "connection to the server was lost" in table["network"][1]
     assert "Start over" in table["410"][1] and "the upload failed for good" in table["410 on HEAD"][1]
     assert table["503 Notion away"][1] == NOTION_AWAY
@@ -309,9 +323,11 @@ def test_pause_resume_and_cancel(page, relay, emulator, tmp_path):
 
     page.get_by_role("button", name=f"Cancel {dropped.name}").click()
     expect(row(page, dropped.name).locator(".state")).to_have_text("Cancelled")
-    expect(row(page, dropped.name).locator(".message")).to_have_text("Cancelled. The server discarded what it had received.")
+    expect(row(page, dropped.name).locator(".message")).to_have_text(
+        "Cancelled. The server discarded what it had received.")
     assert requests.get(f"{relay.url}/api/upload/status/{dropped_id}", timeout=10).status_code in (404, 410)
-    assert sum(len(v) for url, v in patches.offsets.items() if url.endswith(kept_id)) == sent_before, "sent while paused"
+    sent_after = sum(len(v) for url, v in patches.offsets.items() if url.endswith(kept_id))
+    assert sent_after == sent_before, "sent while paused"
     remembered = page.evaluate("Object.values(localStorage)")
     assert len(remembered) == 1 and kept_id in remembered[0]  # only the paused one can resume
 
@@ -326,7 +342,8 @@ def test_dropped_files_are_added_and_a_file_already_listed_is_not_added_twice(pa
     drop = """() => {
         const transfer = new DataTransfer();
         transfer.items.add(new File(["dropped on the page\\n"], "dropped.txt", {type: "text/plain", lastModified: 1}));
-        document.querySelector("#dropzone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+        const drop = new DragEvent("drop", {dataTransfer: transfer, bubbles: true});
+        document.querySelector("#dropzone").dispatchEvent(drop);
     }"""
     page.evaluate(drop)
     expect(row(page, "dropped.txt").locator(".state")).to_have_text("Ready")
@@ -517,6 +534,9 @@ def test_the_idle_page_is_accessible_and_loads_tus_js_client_from_the_relay(wide
     version = requests.get(f"{relay.url}/static/vendor/tus.min.js", timeout=10)
     assert version.status_code == 200 and version.headers["Content-Type"].startswith("text/javascript")
     assert requests.get(f"{relay.url}/static/vendor/package.json", timeout=10).status_code == 404
+    # One destination (NOTION_PARENT_PAGE_ID): the list is read, and no picker is shown.
+    page.wait_for_function("document.querySelectorAll('#destination option').length === 1")
+    expect(page.locator("#destination-box")).to_be_hidden()
     assert_accessible(page, "idle")
     shot(page, "idle")
 
@@ -587,3 +607,80 @@ def test_after_a_reload_an_upload_that_failed_meanwhile_starts_over_when_chosen_
     second = upload_id(page, path.name)
     assert second != first
     assert stored_sha256(relay, emulator, second) == sha
+
+
+# --- where files go: the destination picker ---------------------------------------------------
+
+def completed_by_kind(relay) -> dict[str, float]:
+    text = requests.get(f"{relay.url}/metrics", timeout=10).text
+    found = re.findall(r'^relay_uploads_completed_total\{destination_kind="(\w+)"\} (\S+)$', text, re.M)
+    return {kind: float(n) for kind, n in found}
+
+
+def test_the_picker_sends_a_file_to_a_database_row_and_links_to_where_each_file_went(
+        wide_page, relay_factory, emulator, tmp_path):
+    page = wide_page
+    client = NotionClient(emulator)
+    project = new_page(client, "Project A")
+    database = emulator.create_database("Deliverables", ROW_SCHEMA)
+    relay = relay_factory(NOTION_DESTINATIONS=f"project={project},deliverables={database['id']}",
+                          NOTION_CAPTION_PROPERTY="Caption")
+    report, notes = tmp_path / "report-3MiB.txt", tmp_path / "notes.txt"
+    sha = {report.name: make_file(report, 3 * MIB, seed=17), notes.name: make_file(notes, 5000, seed=18)}
+
+    page.goto(f"{relay.url}/")
+    picker = page.get_by_label("Upload to", exact=True)
+    expect(picker).to_be_visible()
+    # The names Notion gives (the default page has none the emulator will tell), the default first.
+    expect(picker.locator("option")).to_have_text(["Default page", "Project A (page)", "Deliverables (database)"])
+    expect(picker).to_have_value("default")
+    picker.select_option(label="Deliverables (database)")
+    expect(page.locator("#destination-hint")).to_contain_text("new row of this database")
+
+    page.set_input_files("#file-input", str(report))
+    item = row(page, report.name)
+    item.get_by_text("Add a title and caption").click()
+    item.get_by_label("Row title").fill("Final report")
+    item.get_by_label("Caption").fill("v3, approved")
+    page.evaluate("document.activeElement.blur()")
+    shot(page, "destinations", scroll_to="section[aria-labelledby=pick-title]")
+    assert_accessible(page, "with the destination picker and a file's title and caption")
+    page.click("#start")
+    expect(item.locator(".state")).to_have_text(STORED, timeout=30_000)
+    expect(item.locator(".describe")).to_be_hidden()
+
+    status = relay.status(upload_id(page, report.name))
+    notion = status["notion"]
+    assert notion["destination"] == {"name": "deliverables", "kind": "database", "id": database["id"]}
+    assert emulator.upload(notion["file_upload_id"])["sha256"] == sha[report.name]
+    [found] = emulator.rows(database["id"])  # one row, titled as given, holding the upload
+    assert found["id"] == notion["row_id"]
+    assert found["properties"]["Name"] == "Final report" and found["properties"]["Caption"] == "v3, approved"
+    assert [f["upload_id"] for f in found["properties"]["Files"]] == [notion["file_upload_id"]]
+    expect(item.get_by_role("link", name=f"Open the row in Notion ({report.name})")).to_have_attribute(
+        "href", f"https://www.notion.so/{notion['row_id'].replace('-', '')}")
+    expect(item.locator(".result dl div", has_text="Went to").locator("dd")).to_have_text("Deliverables (database)")
+    shot(page, "destinations-done", scroll_to="#list-title")
+    assert page.evaluate("localStorage.getItem('notion-relay/destination')") == "deliverables"
+
+    # The choice is remembered; the next file goes to the page, with its caption, no title asked.
+    page.reload()
+    expect(picker).to_have_value("deliverables")
+    picker.select_option(label="Project A (page)")
+    page.set_input_files("#file-input", str(notes))
+    item = row(page, notes.name)
+    item.get_by_text("Add a caption").click()
+    expect(item.get_by_label("Row title")).to_be_hidden()
+    item.get_by_label("Caption").fill("meeting notes")
+    page.click("#start")
+    expect(item.locator(".state")).to_have_text(STORED, timeout=30_000)
+    notion = relay.status(upload_id(page, notes.name))["notion"]
+    assert notion["destination"] == {"name": "project", "kind": "page", "id": project}
+    assert emulator.upload(notion["file_upload_id"])["sha256"] == sha[notes.name]
+    [block] = page_blocks(client, project)
+    assert block["id"] == notion["block_id"] and caption_of(block) == "meeting notes"
+    expect(item.get_by_role("link", name=f"Open the page in Notion ({notes.name})")).to_have_attribute(
+        "href", f"https://www.notion.so/{project.replace('-', '')}#{notion['block_id'].replace('-', '')}")
+    assert len(emulator.rows(database["id"])) == 1  # nothing more in the database
+    assert_accessible(page, "with a file stored on a page")
+    assert completed_by_kind(relay) == {"page": 1, "database": 1, "none": 0}

@@ -8,7 +8,10 @@
 //   - a decision per failure: retry by itself, ask for the upload token, "Start over" when the
 //     relay says the upload cannot go on (410), or say why nothing will help (413, 415);
 //   - resume after a reload: tus-js-client's fingerprint (name, type, size, modification time)
-//     and its localStorage entries; choosing the same file again continues it.
+//     and its localStorage entries; choosing the same file again continues it;
+//   - where files go: a picker when the relay lists more than one destination (GET
+//     /api/destinations; the last choice is remembered), a caption (and a row's title) per file,
+//     and a link to the page or row each finished file went to.
 
 const tus = window.tus;
 
@@ -28,6 +31,8 @@ export const NOTION_AWAY = "Notion is not answering; your file is safe here and 
 const ENDPOINT = new URL("files/", document.baseURI).href;
 const statusUrl = (id) => new URL(`api/upload/status/${encodeURIComponent(id)}`, document.baseURI).href;
 const LIMITS_URL = new URL("api/limits", document.baseURI).href;
+const DESTINATIONS_URL = new URL("api/destinations", document.baseURI).href;
+const DESTINATION_KEY = "notion-relay/destination";
 
 const $ = (selector) => document.querySelector(selector);
 const fileInput = $("#file-input");
@@ -36,6 +41,7 @@ const tokenInput = $("#token-input");
 const list = $("#uploads");
 const startButton = $("#start");
 const clearButton = $("#clear");
+const picker = $("#destination");
 
 // How long to wait for the relay. `?reply_timeout_s=N` (or the body's data-reply-timeout-s):
 // seconds after a request's body went out; `?stall_timeout_s=N`: seconds a body may not move.
@@ -176,12 +182,21 @@ export function decide(failure) {
   if (["timeout", "stalled", "network"].includes(failure.kind)) return "retry";
   if (failure.kind !== "http") return "fail";
   const status = failure.status;
+  if (isDestinationRefusal(failure)) return "fail";
   if (status === 401 || status === 403) return "token";
   if (status === 404) return failure.phase === "create" ? "fail" : "restart";
   if (status === 410) return failure.phase === "create" ? "fail" : "gone";
   if (failure.body?.can_resume === false) return "gone";
   if (status === 409 || status === 423 || status === 429 || status === 460 || status >= 500) return "retry";
   return "fail";
+}
+
+// The relay (or the upload grant) does not let this upload go where it asked: 403 at creation,
+// about the destination rather than the token. A new token would not help; another place might.
+export function isDestinationRefusal(failure) {
+  if (failure.kind !== "http" || failure.status !== 403 || failure.phase !== "create") return false;
+  const body = failure.body || {};
+  return body.reason === "grant_destination" || /destination|page or database/i.test(String(body.error || ""));
 }
 
 // Notion away, rather than the network or the relay: the relay said so (503 with the breaker's
@@ -217,8 +232,10 @@ export function explain(failure) {
     case 400:
       if (failure.body?.code === "rejected_by_notion") return `Notion refused this file${because}`;
       return `The server refused this upload as invalid${because}`;
-    case 401:
     case 403:
+      if (isDestinationRefusal(failure)) return `Files may not go to this destination${because}`;
+    // falls through: any other 403 is about the token
+    case 401:
       return "Your upload token was not accepted. Check it under “Upload token”, then press Retry.";
     case 404:
       return "The server no longer had this upload; starting again from the beginning.";
@@ -312,6 +329,90 @@ export function refusalFor(file) {
     }
   }
   return "";
+}
+
+// --- where files go (GET /api/destinations) ------------------------------------------------
+
+// The relay's destinations as Notion describes them ({name, id, kind, title}) and the one an
+// upload gets when it names none (null: it must name one). Empty list: not known (yet).
+const destinations = { list: [], fallback: null };
+
+// "Deliverables (database)": the title Notion gives, and what it is; the relay's name where
+// Notion gave no title, or where two places share a title.
+export function destinationLabel(place, all = []) {
+  if (!place.title && place.name === "default") return "Default page";
+  const twin = place.title && all.some((other) => other !== place && other.title === place.title);
+  const extras = [["page", "database"].includes(place.kind) ? place.kind : null, twin ? place.name : null].filter(Boolean);
+  const base = place.title || place.name;
+  return extras.length ? `${base} (${extras.join(", ")})` : base;
+}
+
+// The destination new uploads go to: the one chosen, the only one, or null when not known.
+function currentDestination() {
+  const list = destinations.list;
+  if (list.length > 1) return list.find((place) => place.name === picker.value) || null;
+  return list[0] || null;
+}
+
+// What an upload says in its `destination` metadata: nothing when there is only the relay's
+// default (as before destinations existed), else the name.
+function destinationToSend(place) {
+  if (!place) return null;
+  if (destinations.list.length === 1 && place.name === destinations.fallback) return null;
+  return place.name;
+}
+
+function rememberedDestination() {
+  try {
+    return localStorage.getItem(DESTINATION_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function rememberDestination() {
+  try {
+    localStorage.setItem(DESTINATION_KEY, picker.value);
+  } catch {
+    /* storage disabled: the choice lasts for this visit */
+  }
+}
+
+function pickerChanged() {
+  const place = currentDestination();
+  $("#destination-hint").textContent = !place ? ""
+    : place.kind === "database"
+      ? "Each file becomes a new row of this database, titled with its name unless you give a title."
+      : "Each file is added to the end of this page, with its caption if you give one.";
+  for (const item of items) item.refreshDescribe();
+}
+
+async function loadDestinations(attempt = 0) {
+  let doc = null;
+  try {
+    const response = await fetch(DESTINATIONS_URL, { cache: "no-store", signal: AbortSignal.timeout(15000) });
+    if (response.ok) doc = await response.json();
+    else if (response.status === 404) return; // a relay without destinations: files go where it says
+  } catch {
+    doc = null;
+  }
+  if (!doc || !Array.isArray(doc.destinations)) {
+    // Without the list the relay's default is used; try again a few times in case it appears.
+    if (attempt < 5) setTimeout(() => loadDestinations(attempt + 1), 3000 * (attempt + 1));
+    return;
+  }
+  destinations.list = doc.destinations.filter((place) => place && typeof place.name === "string");
+  destinations.fallback = typeof doc.default === "string" ? doc.default : null;
+  const list = destinations.list;
+  const remembered = rememberedDestination();
+  const chosen = list.find((place) => place.name === remembered)
+    || list.find((place) => place.name === destinations.fallback) || list[0];
+  picker.replaceChildren(...list.map((place) => element("option", {
+    value: place.name, text: destinationLabel(place, list),
+  })));
+  if (chosen) picker.value = chosen.name;
+  $("#destination-box").hidden = list.length < 2;
+  pickerChanged();
 }
 
 // --- HTTP for tus-js-client: patient, with timeouts that are retried ------------------------
@@ -569,6 +670,7 @@ const FINISHED = new Set(["done", "cancelled"]);
 const COUNTED = new Set([...STARTABLE, "queued", ...ACTIVE, "paused", "done", "error", "gone"]);
 
 const items = [];
+let fileCount = 0; // ids for each file's fields
 const totals = { moved: 0, stored: 0 }; // bytes sent, and newly stored in Notion, during this visit
 
 class Item {
@@ -584,6 +686,7 @@ class Item {
     this.words = ""; // the message that goes with the state
     this.notionAway = false; // the status endpoint says the relay's Notion breaker is open
     this.failure = null;
+    this.destination = null; // where it goes: the destination chosen when Upload was pressed
     this.build();
     this.setState("ready");
     this.checkAgainstLimits();
@@ -642,6 +745,19 @@ class Item {
     this.numbersEl = element("p", { className: "numbers" });
     this.messageEl = element("p", { className: "message" });
     this.resultEl = element("div", { className: "result", hidden: "" });
+    // A caption (and, for a database row, a title) until the upload starts.
+    const id = `file-${++fileCount}`;
+    this.titleInput = element("input", { id: `${id}-title`, type: "text", autocomplete: "off", spellcheck: "true" });
+    this.captionInput = element("input", { id: `${id}-caption`, type: "text", autocomplete: "off", spellcheck: "true" });
+    this.describeWords = element("span");
+    this.titleField = element("p", { className: "field" },
+      element("label", { for: `${id}-title`, text: "Row title (empty: the file's name)" }), this.titleInput);
+    this.describeEl = element("details", { className: "describe", hidden: "" },
+      element("summary", {}, this.describeWords, element("span", { className: "visually-hidden", text: ` for ${name}` })),
+      element("div", { className: "describe-body" },
+        this.titleField,
+        element("p", { className: "field" },
+          element("label", { for: `${id}-caption`, text: "Caption" }), this.captionInput)));
     // Two buttons whose words change with the state (Pause ⇄ Resume, Cancel → Remove …), so
     // the one just pressed keeps the keyboard focus.
     this.mainButton = element("button", { type: "button" });
@@ -656,6 +772,7 @@ class Item {
         this.stateEl),
       this.bar,
       this.messageEl,
+      this.describeEl,
       this.resultEl,
       element("div", { className: "upload-foot" },
         this.numbersEl,
@@ -693,9 +810,23 @@ class Item {
     this.setButton(this.mainButton, main);
     this.setButton(this.sideButton, side);
     if (this.uploadId) this.el.dataset.uploadId = this.uploadId;
+    this.refreshDescribe();
     this.render();
     refreshToolbar();
     keepFocus(hadFocus, this.mainButton, this.sideButton, this.el);
+  }
+
+  // A caption (and a row's title) may be given while the file waits for Upload; the relay takes
+  // them with the upload's creation, so the fields go once it starts. Offered where files may go
+  // to more than one place, or to a database; a relay with only its default page keeps the list
+  // as plain as it was.
+  refreshDescribe() {
+    const place = this.destination || currentDestination();
+    const database = place?.kind === "database";
+    const offered = destinations.list.length > 1 || database;
+    this.describeEl.hidden = !(offered && this.state === "ready" && !this.upload);
+    this.titleField.hidden = !database;
+    this.describeWords.textContent = database ? "Add a title and caption" : "Add a caption";
   }
 
   setButton(button, action) {
@@ -747,6 +878,13 @@ class Item {
   newUpload() {
     const metadata = { filename: this.file.name };
     if (this.file.type) metadata.filetype = this.file.type;
+    const place = this.destination || currentDestination();
+    const destination = destinationToSend(place);
+    if (destination) metadata.destination = destination;
+    const title = this.titleInput.value.trim();
+    const caption = this.captionInput.value.trim();
+    if (title && place?.kind === "database") metadata.title = title;
+    if (caption) metadata.caption = caption;
     // Callbacks of an upload this row no longer runs (paused, done, replaced by Start over) are
     // ignored. tus-js-client may still be on its way to a request when it is stopped (a retry
     // timer that fired just before: its start() clears the stop), so every request asks first.
@@ -908,21 +1046,30 @@ class Item {
 
   showResult(notion) {
     const parts = [];
-    const line = (label, value) => {
+    const line = (label, value, code = true) => {
       if (!value) return;
-      parts.push(element("div", {}, element("dt", { text: label }), element("dd", {}, element("code", { text: value }))));
+      const shown = code ? element("code", { text: value }) : value;
+      parts.push(element("div", {}, element("dt", { text: label }), element("dd", {}, shown)));
     };
+    // Where it went, named as the picker names it, when there was a choice.
+    const went = notion.destination?.name;
+    const place = destinations.list.find((entry) => entry.name === went);
+    if (went && destinations.list.length > 1) line("Went to", place ? destinationLabel(place, destinations.list) : went, false);
     line("Notion file upload id", notion.file_upload_id);
     line("Block id", notion.block_id);
+    line("Row id", notion.row_id);
     const dl = element("dl", {}, ...parts);
     this.resultEl.replaceChildren(dl);
-    if (notion.page_id) {
-      const page = String(notion.page_id).replace(/-/g, "");
-      const block = notion.block_id ? `#${String(notion.block_id).replace(/-/g, "")}` : "";
-      this.resultEl.append(element("a", {
-        href: `https://www.notion.so/${page}${block}`, target: "_blank", rel: "noopener noreferrer",
-        text: `Open the page in Notion (${this.file.name})`,
-      }));
+    const link = (href, text) => this.resultEl.append(element("a", {
+      href, target: "_blank", rel: "noopener noreferrer", text,
+    }));
+    const compact = (id) => String(id).replace(/-/g, "");
+    if (notion.row_id) {
+      // A database destination: the new row is a page of its own.
+      link(`https://www.notion.so/${compact(notion.row_id)}`, `Open the row in Notion (${this.file.name})`);
+    } else if (notion.page_id) {
+      const block = notion.block_id ? `#${compact(notion.block_id)}` : "";
+      link(`https://www.notion.so/${compact(notion.page_id)}${block}`, `Open the page in Notion (${this.file.name})`);
     } else {
       this.resultEl.append(element("p", {
         className: "hint",
@@ -1217,10 +1364,17 @@ window.addEventListener("drop", (event) => event.preventDefault());
 
 startButton.addEventListener("click", () => {
   if (startButton.getAttribute("aria-disabled") === "true") return;
+  const place = currentDestination();
   for (const item of items) {
-    if (STARTABLE.has(item.state)) item.setState("queued");
+    if (!STARTABLE.has(item.state)) continue;
+    item.destination ??= place; // where this file goes, whatever is picked later
+    item.setState("queued");
   }
   pump();
+});
+picker.addEventListener("change", () => {
+  rememberDestination();
+  pickerChanged();
 });
 clearButton.addEventListener("click", () => {
   for (const item of items.filter((entry) => FINISHED.has(entry.state))) item.remove();
@@ -1254,6 +1408,7 @@ if (!tus) {
 refreshToolbar();
 refreshEarlier();
 loadLimits();
+loadDestinations();
 poller.soon();
 // Countdowns, speed and time left.
 setInterval(() => {
