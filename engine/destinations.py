@@ -90,6 +90,8 @@ class Destinations:
             entries.insert(0, (DEFAULT_NAME, default_id))
         self.allowed = entries
         self.default_id = default_id
+        # The default's name: "default", or the name NOTION_DESTINATIONS gives the same page.
+        self.default_name = next((n for n, p in entries if p == default_id), None)
         self.notion = notion
         self.guard = guard
         self.clock = clock

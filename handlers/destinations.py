@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.destinations import DEFAULT_NAME, Destinations
+from engine.destinations import Destinations
 from handlers.base import BaseHandler
 
 
@@ -23,6 +23,6 @@ class DestinationsHandler(BaseHandler):
 
     async def get(self) -> None:
         listing = await self.destinations.listing()
-        default = DEFAULT_NAME if self.destinations.default_id is not None else None
+        default = self.destinations.default_name
         self.set_header("Cache-Control", "no-store")
         self.write_json(200, {"destinations": listing, "default": default})
