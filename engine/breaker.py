@@ -25,8 +25,8 @@ failures only).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine.clock import Clock
 

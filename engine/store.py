@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 
 from engine.clock import Clock
@@ -47,6 +48,12 @@ def _claim_key(file_upload_id: str) -> str:
     return f"relay:notion-claim:{file_upload_id.replace('-', '')}"
 
 
+# Why one DriverInfo for every connection: without it redis-py resolves its own version
+# (importlib.metadata, a scan of sys.path) for each new connection, about 0.6 ms of CPU each;
+# 25 uploads created at once open 25 connections, 15 ms of a 0.2-CPU dyno's 20 ms quota.
+DRIVER_INFO = DriverInfo()
+
+
 class CheckpointStore:
     def __init__(self, url: str, clock: Clock, ttl_s: float, socket_timeout_s: float = 2.0) -> None:
         self.url = url
@@ -58,6 +65,7 @@ class CheckpointStore:
             socket_connect_timeout=socket_timeout_s,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=1),
             health_check_interval=15,
+            driver_info=DRIVER_INFO,
         )
         self.healthy = True
         self.last_error: str | None = None
