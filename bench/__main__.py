@@ -17,11 +17,18 @@ def _dyno(argv: Sequence[str]) -> int:
     return dyno.main(argv)
 
 
+def _faults(argv: Sequence[str]) -> int:
+    from bench import faults
+
+    return faults.main(argv)
+
+
 # name → entry point taking the remaining arguments and returning the exit status.
 # A later "dyno" benchmark (the 512 MB / 0.2 vCPU dyno with 25 concurrent uploads) goes here.
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "memory": _memory,
     "dyno": _dyno,
+    "faults": _faults,
 }
 DEFAULT = "memory"
 

@@ -27,11 +27,12 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pycurl
 import requests
@@ -78,7 +79,7 @@ RELAY_START_TIMEOUT_S = 60.0  # python + tornado + pycurl imports at 0.2 CPU tak
 PROGRESS_EVERY_S = 10.0
 # The targets of the dyno issue, checked and printed with every run.
 TARGET_PEAK_RSS_MIB = 100
-TARGET_HEALTH_P99_MS = 250
+TARGET_HEALTH_P99_MS = 100  # issue 16 (issue 11 asked for 250)
 TARGET_FRACTION_OF_BOUND = 0.8
 # Named runs: option defaults (anything given on the command line still wins).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -169,7 +170,12 @@ def _health_brief(response: requests.Response) -> dict[str, Any]:
                 "optimal_workers": rm.get("optimal_workers"), "active_uploads": rm.get("active_uploads"),
                 "admission": admission.get("status"), "admission_reason": admission.get("reason"),
                 "budget_backlog_s": admission.get("budget_backlog_s"),
-                "spool_free_bytes": disk.get("free_bytes"), "spool_reserved_bytes": disk.get("reserved_bytes")}
+                "spool_free_bytes": disk.get("free_bytes"), "spool_reserved_bytes": disk.get("reserved_bytes"),
+                "intake_paced": (rm.get("intake") or {}).get("paced"),
+                "cpu_share": (rm.get("intake") or {}).get("cpu_share"),
+                "intake_rate_mib_per_s": (rm.get("intake") or {}).get("rate_mib_per_s"),
+                "loop_lag_ms": (components.get("event_loop") or {}).get("lag_ms"),
+                "breaker": ((components.get("circuit_breakers") or {}).get("breakers") or [{}])[0].get("state")}
     except (ValueError, KeyError, TypeError):
         return {}
 
@@ -209,6 +215,8 @@ class CgroupSampler:
         self.peak_cache = 0
         self.peak_usage = 0
         self.samples = 0
+        # (time.time(), CFS periods, throttled periods): when the quota ran out, for the timeline.
+        self.cpu_marks: list[tuple[float, int, int]] = []
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -232,6 +240,8 @@ class CgroupSampler:
         self.peak_cache = max(self.peak_cache, r.cache_bytes or 0)
         self.peak_usage = max(self.peak_usage, r.usage_bytes or 0)
         self.samples += 1
+        if r.cpu_periods is not None and r.cpu_throttled_periods is not None:
+            self.cpu_marks.append((time.time(), r.cpu_periods, r.cpu_throttled_periods))
 
 
 # --- the clients -----------------------------------------------------------------------------
@@ -293,7 +303,7 @@ def run_clients(files: Sequence[ClientFile], relay_url: str, emulator: EmulatorP
                 continue
             progress(outcomes)
             break
-    for o, t in zip(outcomes, threads):
+    for o, t in zip(outcomes, threads, strict=True):
         if t.is_alive() and o.error is None and not (o.result and o.result.completed_at):
             o.error = "the client did not finish before the benchmark's deadline"
     return outcomes
@@ -315,7 +325,8 @@ def verify(outcomes: Sequence[ClientOutcome], relay_url: str, emulator: Emulator
                 raise AssertionError(f"SHA256 MISMATCH: emulator has {stored.get('size')} bytes, sha256 "
                                      f"{stored.get('sha256')}; sent {p.size_bytes} bytes, sha256 {p.sha256}")
             if stored.get("status") != "uploaded" or not stored.get("attached_to"):
-                raise AssertionError(f"emulator upload is {stored.get('status')}, attached to {stored.get('attached_to')}")
+                raise AssertionError(f"emulator upload is {stored.get('status')}, "
+                                     f"attached to {stored.get('attached_to')}")
             o.verified = True
         except Exception as exc:
             o.verify_error = f"{type(exc).__name__}: {exc}"
@@ -403,6 +414,7 @@ class RunData:
     emulator_stats: dict[str, Any] = field(default_factory=dict)
     relay_log: str = ""
     relay_exit: int | None = None
+    outage_started_at: float | None = None  # time.time() when Notion went down (--outage-s)
     errors: list[str] = field(default_factory=list)
 
 
@@ -469,12 +481,20 @@ def measure(data: RunData, url: str, relay_pid: int, emulator: EmulatorProcess, 
     if args.fault_rate > 0:
         emulator.set_faults(fault_plan(args))
     clear_faults = threading.Timer(args.fault_seconds, emulator.clear_faults) if args.fault_seconds else None
+
+    def go_down() -> None:
+        data.outage_started_at = time.time()
+        emulator.outage(args.outage_s, 503)
+
+    outage = threading.Timer(args.outage_at, go_down) if args.outage_s else None
     poller = HealthPoller(f"{url}/api/system/health", args.poll_interval)
     try:
         # The same relay, idle, in the same cgroup: the baseline for the health latency under load.
         time.sleep(args.idle_s)
         if clear_faults:
             clear_faults.start()
+        if outage:
+            outage.start()
         data.load_started_at, data.reading_before = time.time(), group.reading()
         t0 = time.monotonic()
         with procs.UsageMeter(relay_pid) as meter, CgroupSampler(group) as sampler:
@@ -488,6 +508,8 @@ def measure(data: RunData, url: str, relay_pid: int, emulator: EmulatorProcess, 
         data.polls = poller.stop()
         if clear_faults:
             clear_faults.cancel()
+        if outage:
+            outage.cancel()
         emulator.clear_faults()
     verify(data.outcomes, url, emulator)
 
@@ -512,7 +534,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 def results_document(data: RunData) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "benchmark": "dyno",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                  "tornado": tornado.version, "libcurl": pycurl.version, "loadavg_at_start": data.load_at_start},
         "settings": settings_json(data),
@@ -525,6 +547,8 @@ def results_document(data: RunData) -> dict[str, Any]:
         "cpu": cpu_json(data),
         "rate_limits": rate_limits_json(data),
         "health": health_json(data),
+        "timeline": timeline_json(data),
+        "breaker": breaker_json(data),
         "emulator": {k: data.emulator_stats.get(k) for k in
                      ("requests", "requests_total", "rate_limited", "faults_injected", "bytes_received",
                       "max_in_flight", "max_in_flight_by_endpoint", "uploads")},
@@ -545,7 +569,8 @@ def checks(doc: dict[str, Any]) -> list[dict[str, Any]]:
                  f"{up['clients_refused']} client(s)", "pass": up["refused"] == 0},
         {"name": f"relay peak RSS ≤ {TARGET_PEAK_RSS_MIB} MiB", "value": f"{rss_mib:.1f} MiB",
          "pass": rss_mib <= TARGET_PEAK_RSS_MIB},
-        {"name": f"health p99 ≤ {TARGET_HEALTH_P99_MS} ms", "value": f"{h['p99_ms']:.0f} ms" if h["p99_ms"] is not None else "-",
+        {"name": f"health p99 ≤ {TARGET_HEALTH_P99_MS} ms",
+         "value": f"{h['p99_ms']:.0f} ms" if h["p99_ms"] is not None else "-",
          "pass": h["p99_ms"] is not None and h["p99_ms"] <= TARGET_HEALTH_P99_MS},
         {"name": f"throughput ≥ {TARGET_FRACTION_OF_BOUND:.0%} of the budget bound",
          "value": f"{tp['fraction_of_bound']:.2f}" if tp["fraction_of_bound"] is not None else "-",
@@ -563,8 +588,10 @@ def settings_json(data: RunData) -> dict[str, Any]:
         "cgroup_requested": args.cgroup, "rate_limit": args.rate_limit,
         "faults": fault_plan(args) if args.fault_rate > 0 else None,
         "fault_seconds": args.fault_seconds or "whole run",
+        "outage": {"seconds": args.outage_s, "at_s": args.outage_at} if args.outage_s else None,
         "relay_timeouts_s": {"READ_TIMEOUT": args.read_timeout, "CONNECTION_TIMEOUT": args.connection_timeout},
-        "health_poll_interval_s": args.poll_interval, "health_idle_baseline_s": args.idle_s, "health_timeout_s": HEALTH_TIMEOUT_S,
+        "health_poll_interval_s": args.poll_interval, "health_idle_baseline_s": args.idle_s,
+        "health_timeout_s": HEALTH_TIMEOUT_S,
         "deadline_s": args.deadline, "malloc_env": procs.MALLOC_ENV,
     }
 
@@ -580,7 +607,8 @@ def relay_detected(data: RunData) -> dict[str, Any]:
         "total_memory_limit_mb": mem_mb,
         "total_cpu_limit": cores,
         "memory_matches_cgroup": (mem_mb == round(limit / MiB, 1)) if limit and mem_mb is not None else None,
-        "cpu_matches_cgroup": (cores == round(applied["cpu_cores"], 2)) if applied.get("cpu_cores") and cores is not None else None,
+        "cpu_matches_cgroup": (cores == round(applied["cpu_cores"], 2))
+        if applied.get("cpu_cores") and cores is not None else None,
         "resource_manager_at_start": start.get("components", {}).get("resource_manager"),
         "resource_manager_at_end": end.get("components", {}).get("resource_manager"),
         "request_budget_at_end": end.get("components", {}).get("request_budget"),
@@ -769,6 +797,59 @@ def health_json(data: RunData) -> dict[str, Any]:
     }
 
 
+def breaker_json(data: RunData) -> dict[str, Any]:
+    """The Notion breaker as the health polls saw it, and its openings in the relay log; with an
+    outage (--outage-s), how long after Notion went down the breaker was first seen open."""
+    polls = [p for p in data.polls if p["t"] >= data.load_started_at and p.get("breaker")]
+    open_polls = [p["t"] for p in polls if p["breaker"] != "CLOSED"]
+    down = data.outage_started_at
+    first_open = min((t for t in open_polls if down is not None and t >= down), default=None)
+    end = (data.health_end.get("components", {}).get("circuit_breakers") or {}).get("breakers") or [{}]
+    return {
+        "states_seen": dict(Counter(p["breaker"] for p in polls)),
+        "not_closed_s": len(open_polls) * data.args.poll_interval,
+        "notion_openings_in_log": data.relay_log.count("notion_api OPENED"),
+        "outage_s": data.args.outage_s or None,
+        "opened_after_outage_start_s": round(first_open - down, 2) if first_open is not None and down else None,
+        "state_at_end": end[0].get("state"),
+        "at_end": end[0],
+    }
+
+
+def timeline_json(data: RunData, step_s: float = 1.0) -> list[dict[str, Any]]:
+    """Second by second from the clients' start: the slowest health poll, the CFS periods in
+    which the relay's quota ran out, and what the relay said (intake paced, its CPU share, the
+    loop's lag, the Notion breaker). Where the time of a slow poll went, without a profiler."""
+    t0 = data.load_started_at
+    polls = [p for p in data.polls if p["t"] >= t0]
+    marks = data.sampler.cpu_marks if data.sampler else []
+    end = max([p["t"] for p in polls] + [m[0] for m in marks] + [t0])
+    rows = []
+    for i in range(int((end - t0) / step_s) + 1):
+        lo, hi = t0 + i * step_s, t0 + (i + 1) * step_s
+        in_step = [p for p in polls if lo <= p["t"] < hi]
+        ms = [p["latency_s"] * 1000 for p in in_step if "latency_s" in p]
+        # Counters at the last sample before the step and the last one in it.
+        before = [m for m in marks if m[0] < lo]
+        upto = [m for m in marks if m[0] < hi]
+        throttled = periods = None
+        if before and upto:
+            periods, throttled = upto[-1][1] - before[-1][1], upto[-1][2] - before[-1][2]
+        rows.append({
+            "s": round(i * step_s, 2), "polls": len(in_step),
+            "health_max_ms": round(max(ms), 1) if ms else None,
+            "throttled_periods": throttled, "periods": periods,
+            "active_uploads": max((p.get("active_uploads") or 0 for p in in_step), default=None),
+            "paced": any(p.get("intake_paced") for p in in_step),
+            "cpu_share": max((p.get("cpu_share") or 0 for p in in_step), default=None),
+            "intake_rate_mib_per_s": min((p["intake_rate_mib_per_s"] for p in in_step
+                                          if p.get("intake_rate_mib_per_s") is not None), default=None),
+            "loop_lag_max_ms": max((p.get("loop_lag_ms") or 0 for p in in_step), default=None),
+            "breaker": sorted({p["breaker"] for p in in_step if p.get("breaker")}),
+        })
+    return rows
+
+
 def relay_log_json(data: RunData) -> dict[str, Any]:
     log = data.relay_log
     tail = log.splitlines()[-40:] if "Traceback" in log or data.relay_exit not in (0, None) else []
@@ -821,26 +902,32 @@ def text_report(doc: dict[str, Any]) -> str:
              f"{up['refused']} time(s) ({up['clients_refused']} clients)",
              f"admission      health said {h['admission_seen']} (refusing because {h['admission_refusing_reasons']}); "
              f"budget backlog max {_f(h['budget_backlog_s_max'], '.0f')} s; spool disk free min "
-             f"{_mib(h['spool_free_bytes_min'], '.0f')} MiB, reserved max {_mib(h['spool_reserved_bytes_max'], '.0f')} MiB",
-             f"throughput     {_mib(tp['bytes_relayed'], '.0f')} MiB in {tp['wall_s']:.1f} s = {_f(tp['mib_per_s'])} MiB/s"
+             f"{_mib(h['spool_free_bytes_min'], '.0f')} MiB, reserved max "
+             f"{_mib(h['spool_reserved_bytes_max'], '.0f')} MiB",
+             f"throughput     {_mib(tp['bytes_relayed'], '.0f')} MiB in {tp['wall_s']:.1f} s = "
+             f"{_f(tp['mib_per_s'])} MiB/s"
              f" = {_f(tp['fraction_of_bound'])} × the budget bound {tp['bound_mib_per_s']:.1f} MiB/s "
              f"({tp['budget_per_s']:g} req/s × {tp['part_bytes'] / MiB:g} MiB); "
              f"{_f(tp['fraction_of_bound_with_burst'])} × {_f(tp['bound_with_burst_mib_per_s'], '.1f')} MiB/s "
              f"counting the initial burst of {tp['budget_capacity']}",
              f"               Notion requests {tp['notion_requests']}, sends {tp['sends']} "
              f"(parts needed {tp['sends_needed']}; sends are {_f(tp['sends_share_of_requests'])} of requests)",
-             f"memory         relay peak RSS {_mib(mem['relay_peak_rss_bytes'])} MiB (idle {_mib(mem['relay_idle_rss_bytes'])}); "
+             f"memory         relay peak RSS {_mib(mem['relay_peak_rss_bytes'])} MiB "
+             f"(idle {_mib(mem['relay_idle_rss_bytes'])}); "
              f"cgroup max_usage {_mib(mem['cgroup_max_usage_bytes'])} MiB of {_mib(mem['limit_bytes'], '.0f')} "
              f"(sampled peaks: anon {_mib(mem['cgroup_peak_anon_sampled_bytes'])}, page cache "
              f"{_mib(mem['cgroup_peak_cache_sampled_bytes'])}); limit hits {mem['cgroup_limit_hits']}, "
              f"OOM kills {mem['cgroup_oom_kills']}; relay's own view max {h['relay_memory_usage_mb_max']} MB",
-             f"CPU            relay {_f(cpu['relay_cpu_s'])} s ({_f(cpu['relay_user_s'])} user + {_f(cpu['relay_system_s'])} sys)"
+             f"CPU            relay {_f(cpu['relay_cpu_s'])} s ({_f(cpu['relay_user_s'])} user + "
+             f"{_f(cpu['relay_system_s'])} sys)"
              f" = {_f(cpu['relay_cores_used'])} cores of {cpu['limit_cores']:g}; throttled "
-             f"{cpu['cgroup_throttled_periods']}/{cpu['cgroup_periods']} periods ({_f(cpu['cgroup_throttled_s'], '.1f')} s)",
+             f"{cpu['cgroup_throttled_periods']}/{cpu['cgroup_periods']} periods "
+             f"({_f(cpu['cgroup_throttled_s'], '.1f')} s)",
              f"429s           {rl['received_429']} received: {rl['injected_429']} injected, {rl['bucket_429']} from "
              f"Notion's bucket (must be 0); 529s {rl['received_529']}; the relay paused its budget "
              f"{rl['relay_budget_pauses']} times (after a 429 or a 529)",
-             f"health         {h['polls']} polls every {h['interval_s']:g} s under load: p50 {_f(h['p50_ms'], '.1f')} ms, "
+             f"health         {h['polls']} polls every {h['interval_s']:g} s under load: "
+             f"p50 {_f(h['p50_ms'], '.1f')} ms, "
              f"p99 {_f(h['p99_ms'], '.1f')} ms, max {_f(h['max_ms'], '.1f')} ms (idle baseline: p50 "
              f"{_f(h['idle_p50_ms'], '.1f')}, p99 {_f(h['idle_p99_ms'], '.1f')} ms over {h['idle_polls']} polls); "
              f"{h['failures']} not 200 ({h['timeouts']} timeouts): {h['outcomes']}",
@@ -868,14 +955,18 @@ def markdown_table(doc: dict[str, Any]) -> str:
                                              f"max {h['active_uploads_max']}"),
         ("data relayed", f"{_mib(tp['bytes_relayed'], '.0f')} MiB in {tp['wall_s']:.1f} s"),
         ("throughput / budget bound", f"{_f(tp['mib_per_s'])} MiB/s / {tp['bound_mib_per_s']:.0f} MiB/s = "
-                                      f"{_f(tp['fraction_of_bound'])} (with the initial burst: {_f(tp['fraction_of_bound_with_burst'])})"),
+                                      f"{_f(tp['fraction_of_bound'])} (with the initial burst: "
+                                      f"{_f(tp['fraction_of_bound_with_burst'])})"),
         ("relay peak RSS", f"{_mib(mem['relay_peak_rss_bytes'])} MiB"),
         ("cgroup memory.max_usage_in_bytes (incl. page cache)", f"{_mib(mem['cgroup_max_usage_bytes'])} MiB; "
                                                                f"OOM kills {mem['cgroup_oom_kills']}"),
-        ("relay CPU", f"{_f(cpu['relay_cpu_s'], '.1f')} s = {_f(cpu['relay_cores_used'])} of {cpu['limit_cores']:g} CPU; "
+        ("relay CPU", f"{_f(cpu['relay_cpu_s'], '.1f')} s = {_f(cpu['relay_cores_used'])} of "
+                      f"{cpu['limit_cores']:g} CPU; "
                       f"throttled in {cpu['cgroup_throttled_periods']} of {cpu['cgroup_periods']} periods"),
-        ("429s received (injected / Notion's bucket)", f"{rl['received_429']} ({rl['injected_429']} / {rl['bucket_429']})"),
-        ("health p50 / p99 / max under load", f"{_f(h['p50_ms'], '.0f')} / {_f(h['p99_ms'], '.0f')} / {_f(h['max_ms'], '.0f')} ms "
+        ("429s received (injected / Notion's bucket)",
+         f"{rl['received_429']} ({rl['injected_429']} / {rl['bucket_429']})"),
+        ("health p50 / p99 / max under load",
+         f"{_f(h['p50_ms'], '.0f')} / {_f(h['p99_ms'], '.0f')} / {_f(h['max_ms'], '.0f')} ms "
                                    f"({h['polls']} polls, {h['failures']} failed, {h['timeouts']} timed out)"),
         ("health p50 / p99 idle (same run)", f"{_f(h['idle_p50_ms'], '.0f')} / {_f(h['idle_p99_ms'], '.0f')} ms"),
         ("relay not healthy (health polls; breaker open)",
@@ -916,13 +1007,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--memory", default=DEFAULT_MEMORY, help=f"memory limit ({DEFAULT_MEMORY})")
     p.add_argument("--cgroup", choices=("auto", "v1", "v2", "none"), default="auto",
                    help="which cgroup version (auto: v1, else v2, else unconstrained with a warning)")
-    p.add_argument("--rate-limit", default=NOTION_RATE_LIMIT, help=f"Notion's limit N/W for the emulator ({NOTION_RATE_LIMIT});"
+    p.add_argument("--rate-limit", default=NOTION_RATE_LIMIT,
+                   help=f"Notion's limit N/W for the emulator ({NOTION_RATE_LIMIT});"
                    " the relay's budget is set to it only when it differs from the default")
     p.add_argument("--fault-rate", type=float, default=DEFAULT_FAULT_RATE, help="share of requests faulted (0 = none)")
     p.add_argument("--fault-kinds", default=",".join(ALL_FAULT_KINDS), help="fault kinds, equal weights")
     p.add_argument("--fault-endpoints", default=DEFAULT_FAULT_ENDPOINTS, help="emulator endpoints faulted")
     p.add_argument("--fault-seconds", type=float, default=0.0, help="clear the faults after this long (0: whole run)")
     p.add_argument("--fault-seed", type=int, default=DEFAULT_FAULT_SEED)
+    p.add_argument("--outage-s", type=float, default=0.0,
+                   help="Notion answers 503 to every request for this long (0: no outage)")
+    p.add_argument("--outage-at", type=float, default=5.0, help="seconds after the clients start")
     p.add_argument("--stall-s", type=float, default=DEFAULT_STALL_S, help="a stalled request's silence")
     p.add_argument("--slow-s", type=float, default=DEFAULT_SLOW_S, help="a slow answer's delay")
     p.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S, help="the relay's READ_TIMEOUT")
