@@ -5,14 +5,11 @@ from typing import Any
 
 import tornado.web
 
-from engine.auth import Access
 from engine.clock import iso8601
-from engine.upload.session import COMPLETED
 from engine.upload.service import UploadService
-from engine.upload.session import UploadSession
+from engine.upload.session import COMPLETED, UploadSession
 from handlers.base import BaseHandler, refuse_while_draining
-from handlers.errors import RequestError
-from handlers.slowclients import BodyWatch
+from handlers.errors import BAD_DESTINATION, BODY_INCOMPLETE, MISSING_FILE_SIZE, MISSING_FILENAME, NOT_A_STRING
 from handlers.streaming import StreamingBodyMixin, parse_offset
 from handlers.system import SystemView
 
@@ -66,45 +63,44 @@ def upload_view(session: UploadSession, system: SystemView) -> dict[str, Any]:
     return view
 
 
-class CreateSessionHandler(BaseHandler):
-    def initialize(self, service: UploadService, system: SystemView, access: Access | None = None) -> None:
-        self.service = service
-        self.system = system
-        super().initialize(access)
+class UploadsHandler(BaseHandler):
+    """What the JSON API's handlers are given (server.py): the upload service, the system's view
+    and access."""
 
+    service: UploadService
+    system: SystemView
+
+
+class CreateSessionHandler(UploadsHandler):
     async def post(self) -> None:
+        refuse_while_draining(self, self.service)
+        owner = self.owner(creating=True)
+        data = self.json_body()
+        filename = data.get("filename")
+        size = data.get("fileSize", data.get("file_size"))
+        content_type = data.get("contentType", data.get("content_type"))
+        if not isinstance(filename, str) or not filename.strip():
+            raise MISSING_FILENAME()
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise MISSING_FILE_SIZE()
+        if content_type is not None and not isinstance(content_type, str):
+            raise NOT_A_STRING(field="contentType")
+        destination, title, caption = data.get("destination"), data.get("title"), data.get("caption")
+        if destination is not None and not isinstance(destination, str):
+            raise BAD_DESTINATION()
+        for key, value in (("title", title), ("caption", caption)):
+            if value is not None and not isinstance(value, str):
+                raise NOT_A_STRING(field=key)
+        # An upload grant's limits, before Notion is asked for anything.
+        release_grant = await self.admit_grant(size=size, filename=filename, content_type=content_type,
+                                               destination=destination)
         try:
-            refuse_while_draining(self, self.service)
-            owner = self.owner(creating=True)
-            data = self.json_body()
-            filename = data.get("filename")
-            size = data.get("fileSize", data.get("file_size"))
-            content_type = data.get("contentType", data.get("content_type"))
-            if not isinstance(filename, str) or not filename.strip():
-                raise RequestError(400, "filename (a non-empty string) is required")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise RequestError(400, "fileSize (a non-negative integer, in bytes) is required")
-            if content_type is not None and not isinstance(content_type, str):
-                raise RequestError(400, "contentType must be a string")
-            destination, title, caption = data.get("destination"), data.get("title"), data.get("caption")
-            if destination is not None and not isinstance(destination, str):
-                raise RequestError(400, "destination must be a string (a destination's name or id)")
-            for key, value in (("title", title), ("caption", caption)):
-                if value is not None and not isinstance(value, str):
-                    raise RequestError(400, f"{key} must be a string")
-            # An upload grant's limits, before Notion is asked for anything.
-            release_grant = await self.admit_grant(size=size, filename=filename, content_type=content_type,
-                                                   destination=destination)
-            try:
-                session = await self.service.create(filename=filename, size=size, content_type=content_type,
-                                                    owner=owner, destination=destination, title=title,
-                                                    caption=caption)
-            except BaseException:
-                await release_grant()
-                raise
-        except Exception as exc:
-            self.send_failure(exc)
-            return
+            session = await self.service.create(filename=filename, size=size, content_type=content_type,
+                                                owner=owner, destination=destination, title=title,
+                                                caption=caption)
+        except BaseException:
+            await release_grant()
+            raise
         view = upload_view(session, self.system)
         view["put_url"] = f"/api/upload/{session.id}"
         self.set_header("Location", f"/api/upload/status/{session.id}")
@@ -112,62 +108,38 @@ class CreateSessionHandler(BaseHandler):
 
 
 @tornado.web.stream_request_body
-class StreamUploadHandler(StreamingBodyMixin):
+class StreamUploadHandler(StreamingBodyMixin, UploadsHandler):
     """PUT /api/upload/{id}: the whole file as one body (Content-Length or chunked).
 
     `Upload-Offset` may be sent to continue after a dropped PUT (from status's `offset`)."""
 
     session: UploadSession | None = None
 
-    def initialize(self, service: UploadService, system: SystemView, access: Access | None = None,
-                   body_watch: BodyWatch | None = None) -> None:
-        self.service = service
-        self.system = system
-        self.body_watch = body_watch
-        super().initialize(access)
-
     async def prepare(self) -> None:
+        # A failure here is answered (write_error) before the body is read.
         if self.request.method != "PUT":
             return
-        try:
-            refuse_while_draining(self, self.service)
-            self.session = await self.service.claim(self.path_args[0], self.owner())
-            header = self.request.headers.get("Upload-Offset")
-            offset = parse_offset(header, "Upload-Offset") if header is not None else 0
-            self.start_body(self.session, offset, self.request.headers.get("Upload-Checksum"))
-        except Exception as exc:
-            self.send_failure(exc)
+        refuse_while_draining(self, self.service)
+        self.session = await self.service.claim(self.path_args[0], self.owner())
+        header = self.request.headers.get("Upload-Offset")
+        offset = parse_offset(header, "Upload-Offset") if header is not None else 0
+        self.start_body(self.session, offset, self.request.headers.get("Upload-Checksum"))
 
     async def put(self, upload_id: str) -> None:
         session = self.session
         assert session is not None
         if self.end_without_reply():
             return
-        try:
-            await self.finish_body()
-            if session.record.state != COMPLETED:
-                got = session.committed_offset
-                raise RequestError(400, f"the body ended after byte {got} of {session.plan.size}; "
-                                        f"continue with Upload-Offset: {session.client_offset}",
-                                   offset=session.client_offset, can_resume=True)
-        except Exception as exc:
-            self.send_failure(exc)
-            return
+        await self.finish_body()
+        if session.record.state != COMPLETED:
+            raise BODY_INCOMPLETE(got=session.committed_offset, size=session.plan.size,
+                                  offset=session.client_offset, can_resume=True)
         self.write_json(200, upload_view(session, self.system))
 
 
-class StatusHandler(BaseHandler):
-    def initialize(self, service: UploadService, system: SystemView, access: Access | None = None) -> None:
-        self.service = service
-        self.system = system
-        super().initialize(access)
-
+class StatusHandler(UploadsHandler):
     async def get(self, upload_id: str) -> None:
-        try:
-            self.check_url_length()
-            session = await self.service.get(upload_id, self.owner())
-            self.service.check_expiry(session)
-        except Exception as exc:
-            self.send_failure(exc)
-            return
+        self.check_url_length()
+        session = await self.service.get(upload_id, self.owner())
+        self.service.check_expiry(session)
         self.write_json(200, upload_view(session, self.system))

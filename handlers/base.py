@@ -1,17 +1,30 @@
-"""Shared handler behaviour: JSON bodies, error rendering, CORS for browser clients."""
+"""Shared handler behaviour: JSON bodies, error answers, CORS for browser clients.
+
+Handlers raise (a row of handlers/errors.py, or an engine error) and write_error answers, for
+Tornado's own errors too; only an answer given outside the handler's own flow (a writer
+detached mid-body) calls send_failure itself."""
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import tornado.web
 
 from engine.auth import Access
-from engine.errors import ServiceUnavailable, UploadError
+from engine.errors import ServiceUnavailable
 from engine.grants import Grant
-
-from handlers.errors import STATUS_REASONS, RequestError, describe
+from handlers.errors import (
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    UNKNOWN_ENDPOINT,
+    URL_TOO_LONG,
+    describe,
+    json_bytes,
+    reason_phrase,
+    tornado_error,
+)
 
 TUS_VERSION = "1.0.0"
 EXPOSED_HEADERS = ", ".join([
@@ -30,13 +43,29 @@ async def _nothing() -> None:
     return None
 
 
+_DECLARED: dict[type, frozenset[str]] = {}
+
+
+def declared(cls: type) -> frozenset[str]:
+    """The attributes a handler class (and its bases of ours) declares with a type."""
+    if cls not in _DECLARED:
+        _DECLARED[cls] = frozenset(name for klass in cls.__mro__ if klass.__module__.startswith("handlers.")
+                                   for name in vars(klass).get("__annotations__", {}))
+    return _DECLARED[cls]
+
+
 class BaseHandler(tornado.web.RequestHandler):
     access: Access = Access()
     grant: Grant | None = None  # the request's upload grant, once owner() found one
 
-    def initialize(self, access: Access | None = None, **_: Any) -> None:
-        if access is not None:
-            self.access = access
+    def initialize(self, **given: Any) -> None:
+        """The route's arguments (server.py) become the handler's attributes: each one must be
+        declared by the class (`service: UploadService`, ...), so that a misspelt one fails."""
+        for name, value in given.items():
+            if name not in declared(type(self)):
+                raise TypeError(f"{type(self).__name__} declares no {name!r}")
+            if value is not None:
+                setattr(self, name, value)
         self.set_default_headers()  # Tornado set them before initialize(), without the access rules
 
     def set_default_headers(self) -> None:
@@ -54,6 +83,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return origin.rstrip("/") == self.own_origin()
 
     def own_origin(self) -> str:
+        """scheme://host as the client sees us (behind a router: X-Forwarded-Proto/-Host)."""
         proto = (self.request.headers.get("X-Forwarded-Proto") or self.request.protocol).split(",")[0].strip()
         host = (self.request.headers.get("X-Forwarded-Host") or self.request.host).split(",")[0].strip()
         return f"{proto}://{host}"
@@ -89,7 +119,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def check_url_length(self) -> None:
         if len(self.request.uri or "") > self.access.max_url_bytes:
-            raise RequestError(414, f"the URL is longer than {self.access.max_url_bytes} bytes")
+            raise URL_TOO_LONG(limit=self.access.max_url_bytes)
 
     def options(self, *args: Any) -> None:
         self.set_header("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
@@ -102,15 +132,15 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(body, separators=(",", ":")))
+        self.finish(json_bytes(body))
 
     def json_body(self) -> dict[str, Any]:
         try:
             data = json.loads(self.request.body or b"null")
         except ValueError:
-            raise RequestError(400, "the request body is not valid JSON") from None
+            raise INVALID_JSON() from None
         if not isinstance(data, dict):
-            raise RequestError(400, "the request body must be a JSON object")
+            raise NOT_AN_OBJECT()
         return data
 
     def send_failure(self, exc: BaseException) -> None:
@@ -119,7 +149,7 @@ class BaseHandler(tornado.web.RequestHandler):
         response = describe(exc)
         self.clear()
         self.set_default_headers()
-        self.set_status(response.status, STATUS_REASONS.get(response.status))
+        self.set_status(response.status, reason_phrase(response.status))
         for name, value in response.headers.items():
             self.set_header(name, value)
         self.extra_failure_headers()
@@ -132,21 +162,23 @@ class BaseHandler(tornado.web.RequestHandler):
         """Headers a protocol adds to every error (tus: Tus-Resumable)."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # Tornado's own errors (bad method, body too large, uncaught exceptions): JSON, no trace.
+        """The one answer to an error: what a handler raised, or Tornado's own (a method the
+        handler lacks, a malformed body) as a row of the table. JSON, never a trace."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if exc is not None and not isinstance(exc, tornado.web.HTTPError):
-            self.send_failure(exc)
-            return
-        reason = self._reason or "error"
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.extra_failure_headers()
-        self.finish(json.dumps({"error": reason, "code": f"http_{status_code}"}))
+        if exc is None or isinstance(exc, tornado.web.HTTPError):
+            exc = tornado_error(status_code, self._reason, method=self.request.method,
+                                target=self.request.path, allow=self.allowed_methods())
+        self.send_failure(exc)
 
-    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+    def allowed_methods(self) -> str:
+        """The methods this handler answers (the `Allow` of a 405)."""
+        return ", ".join(m for m in self.SUPPORTED_METHODS
+                         if getattr(type(self), m.lower()) is not getattr(tornado.web.RequestHandler, m.lower()))
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        # Raised errors are answers, not crashes; an unexpected one is logged once, in describe().
         if isinstance(value, tornado.web.HTTPError):
-            return super().log_exception(typ, value, tb)
-        # Engine errors are expected outcomes, not crashes; the rest is logged once in describe().
-        if not isinstance(value, UploadError):
             super().log_exception(typ, value, tb)
 
 
@@ -159,4 +191,4 @@ def refuse_while_draining(handler: BaseHandler, service) -> None:
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
-        self.write_json(404, {"error": "no such endpoint", "code": "not_found"})
+        raise UNKNOWN_ENDPOINT()

@@ -10,16 +10,12 @@ the relay's configuration, never anyone's uploads.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from engine.destinations import Destinations
 from handlers.base import BaseHandler
 
 
 class DestinationsHandler(BaseHandler):
-    def initialize(self, destinations: Destinations, **kwargs: Any) -> None:
-        self.destinations = destinations
-        super().initialize(**kwargs)
+    destinations: Destinations  # given (server.py), with access
 
     async def get(self) -> None:
         listing = await self.destinations.listing()

@@ -21,9 +21,7 @@ from handlers.base import BaseHandler
 
 
 class LimitsHandler(BaseHandler):
-    def initialize(self, service: UploadService, **kwargs: Any) -> None:
-        self.service = service
-        super().initialize(**kwargs)
+    service: UploadService  # given (server.py), with access
 
     async def get(self) -> None:
         # Never raises for Notion trouble: the engine then answers its default (5 GiB), uncached.

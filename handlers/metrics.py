@@ -1,22 +1,18 @@
 """GET /metrics: the Prometheus text format, from engine/metrics.py's registry."""
 from __future__ import annotations
 
-from engine.auth import Access
 from engine.errors import Unauthorized
 from engine.metrics import RelayMetrics
 from handlers.base import BaseHandler
 
 
 class MetricsHandler(BaseHandler):
-    def initialize(self, metrics: RelayMetrics, access: Access | None = None) -> None:
-        self.metrics = metrics
-        super().initialize(access)
+    metrics: RelayMetrics  # given (server.py), with access
 
     def get(self) -> None:
         if not self.may_see_details():
             # OBSERVABILITY_ACCESS=token (the default once upload tokens are set).
-            self.send_failure(Unauthorized("metrics need an upload token: send Authorization: Bearer <token>"))
-            return
+            raise Unauthorized("metrics need an upload token: send Authorization: Bearer <token>")
         body, content_type = self.metrics.exposition(self.request.headers.get("Accept"))
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-store")

@@ -15,14 +15,13 @@ from typing import Any
 
 from engine.filetypes import EXTENSIONS
 from handlers.base import TUS_VERSION, BaseHandler
+from handlers.errors import ROWS
 
 UPLOAD_STATES = ["created", "uploading", "finalizing", "completed", "failed", "expired", "terminated"]
 RESOURCE_STATES = ["LOW_LOAD", "MEDIUM_LOAD", "HIGH_LOAD", "CRITICAL"]
 BREAKER_STATES = ["CLOSED", "OPEN", "HALF_OPEN"]
-# handlers/errors.py: ERROR_TABLE codes, the handlers' own, and Tornado's (`http_<status>`).
-ERROR_CODES = ["unauthorized", "quota_exceeded", "unsupported_file_type", "invalid_upload", "too_large",
-               "not_found", "gone", "offset_mismatch", "checksum_mismatch", "locked", "rejected_by_notion",
-               "unavailable", "bad_request", "upload_failed", "internal", "forbidden"]
+# handlers/errors.py: every row's code (and `http_<status>` for a status of Tornado's with no row).
+ERROR_CODES = [row.code for row in ROWS]
 
 JSON = "application/json"
 OCTETS = "application/octet-stream"
@@ -66,7 +65,9 @@ ERROR = obj({
                                         "`spool_disk`, `budget_backlog`, `upload_count`; what is wrong with an "
                                         "upload grant (401: `grant_…`) or what it does not allow (403)."},
     "budget_backlog_s": {**NUMBER, "description": "Seconds of Notion requests queued before a new upload's (503)."},
-    "status": {**INTEGER, "description": "Notion's HTTP status when Notion refused the upload."},
+    "status": {"anyOf": [INTEGER, {"enum": ["expired", "terminated"]}],
+               "description": "Notion's HTTP status when Notion refused the upload; for an upload that is "
+                              "gone (410), its state."},
     "circuit_breaker_state": {"enum": BREAKER_STATES},
     "active_uploads": COUNT,
 }, required=["error", "code"], description="The body of every error: the seeds' shape, with the fields that apply.")
@@ -78,7 +79,8 @@ SYSTEM_RESOURCES = obj({
 
 NOTION_REF = obj({
     "file_upload_id": nullable(STRING),
-    "status": {"type": ["string", "null"], "description": "Notion's status of the file upload: pending, uploaded, expired, failed."},
+    "status": {"type": ["string", "null"],
+               "description": "Notion's status of the file upload: pending, uploaded, expired, failed."},
     "block_id": {**nullable(STRING), "description": "The file block on the page, once attached."},
     "page_id": {**nullable(STRING), "description": "The page the file is attached to (NOTION_PARENT_PAGE_ID)."},
 })
@@ -114,7 +116,8 @@ UPLOAD_STATUS = obj({
              "offset", "durable_offset", "progress_percent", "confirmed_percent", "is_multipart", "part_size",
              "total_parts", "parts_confirmed", "created_at", "expires_at", "upload_url", "notion",
              "system_resources", "circuit_breaker"],
-    description="An upload's status document. `error`, `can_resume` and `checkpoint_key` appear when something went wrong.")
+    description="An upload's status document. `error`, `can_resume` and `checkpoint_key` appear when something "
+                "went wrong.")
 
 CREATED_UPLOAD = {"allOf": [ref("UploadStatus"), obj({"put_url": STRING})]}
 
@@ -319,7 +322,7 @@ def build_document() -> dict[str, Any]:
             "parameters": [upload_id_param()],
             "responses": {
                 "200": {"description": "The status document.", "content": {JSON: {"schema": ref("UploadStatus")}}},
-                **errors(401, 404, 414, 503),
+                **errors(401, 404, 410, 414, 503),
             },
         }},
         "/api/upload/{upload_id}": {"put": {

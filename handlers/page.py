@@ -21,7 +21,7 @@ NODE_MODULES = ROOT / "node_modules"
 VENDOR_FILES = {
     "tus.min.js": NODE_MODULES / "tus-js-client" / "dist" / "tus.min.js",
 }
-VENDOR_ROUTE = r"/static/vendor/(%s)" % "|".join(name.replace(".", r"\.") for name in VENDOR_FILES)
+VENDOR_ROUTE = r"/static/vendor/({})".format("|".join(name.replace(".", r"\.") for name in VENDOR_FILES))
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
@@ -58,8 +58,10 @@ class VendorHandler(StaticHandler):
     Route it as `(VENDOR_ROUTE, VendorHandler)` before `/static/(.*)`. When node_modules/ is
     missing the answer is a 404 and the page says what to run."""
 
-    def initialize(self, path: str = "", default_filename: str | None = None) -> None:
-        super().initialize(path=str(NODE_MODULES), default_filename=default_filename)
+    def initialize(self, path: str = "", default_filename: str | None = None,
+                   allowed_symlink_directory: str | list[str] | None = None) -> None:
+        super().initialize(path=str(NODE_MODULES), default_filename=default_filename,
+                           allowed_symlink_directory=allowed_symlink_directory)
 
     @classmethod
     def get_absolute_path(cls, root: str, path: str) -> str:

@@ -26,14 +26,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from tornado.iostream import IOStream, StreamClosedError
 
 from engine.clock import Clock
-from handlers.lingering import (
-    EarlyAnswer,
-    Linger,
-    LingeringHTTPServer,
-    LingeringServerConnection,
-    answer_and_linger,
-    json_response,
-)
+from engine.errors import ServiceUnavailable
+from handlers.errors import http_answer
+from handlers.httpserver import EarlyAnswer, RelayHTTPServer, RelayServerConnection
+from handlers.lingering import Linger, answer_and_linger
 
 log = logging.getLogger("relay.slowclients")
 
@@ -80,9 +76,7 @@ class BodyWatch:
         return len(self._marks)
 
 
-_BUSY = json_response(503, "Service Unavailable", {
-    "error": "Too many open connections; try again shortly", "code": "unavailable", "retry_after": 5},
-    extra="Retry-After: 5\r\n")
+_BUSY = http_answer(ServiceUnavailable("Too many open connections; try again shortly", retry_after_s=5))
 # A refused connection holds a descriptor while it lingers: keep its linger short.
 BUSY_LINGER = Linger(seconds=2.0)
 # Always answered, also beyond the cap: a platform restarts a dyno whose health check fails.
@@ -215,7 +209,7 @@ def fit_fd_limit(max_connections: int) -> int:
     return min(max_connections, fits)
 
 
-class CappedHTTPServer(LingeringHTTPServer):
+class CappedHTTPServer(RelayHTTPServer):
     """An HTTPServer with a cap on open connections that closes idle ones first (ConnectionCap);
     what it must refuse gets 503 + Retry-After and a short lingering close, so it is read."""
 
@@ -224,7 +218,7 @@ class CappedHTTPServer(LingeringHTTPServer):
                    always_answered: tuple[str, ...] = ALWAYS_ANSWERED, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
         self.max_connections = max_connections
-        self.cap: ConnectionCap[LingeringServerConnection] = ConnectionCap(
+        self.cap: ConnectionCap[RelayServerConnection] = ConnectionCap(
             max_connections, reserve_for(max_connections), lambda path: path in always_answered)
         self.gate = self
         self.refusing = 0  # connections refused at arrival whose 503 still lingers
@@ -271,10 +265,10 @@ class CappedHTTPServer(LingeringHTTPServer):
 
     # --- ConnectionGate ----------------------------------------------------------------------
 
-    def waiting(self, conn: LingeringServerConnection) -> None:
+    def waiting(self, conn: RelayServerConnection) -> None:
         self.cap.waiting(conn)
 
-    def started(self, conn: LingeringServerConnection, start_line: str) -> EarlyAnswer | None:
+    def started(self, conn: RelayServerConnection, start_line: str) -> EarlyAnswer | None:
         if self.cap.started(conn, request_path(start_line)):
             return None
         return EarlyAnswer(_BUSY, BUSY_LINGER)

@@ -9,15 +9,24 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any, cast
+
+from tornado.http1connection import HTTP1Connection
 
 from engine.errors import UploadGone
-from engine.upload.session import EXPIRED, FAILED, TERMINATED
 from engine.upload.intake import Writer
 from engine.upload.service import UploadService
-from engine.upload.session import UploadSession
+from engine.upload.session import EXPIRED, FAILED, TERMINATED, UploadSession
 from handlers.base import BaseHandler
-from handlers.errors import RequestError
+from handlers.errors import (
+    BAD_ALGORITHM,
+    BODY_TOO_LARGE,
+    CHECKSUM_NOT_BASE64,
+    CHECKSUM_WRONG_LENGTH,
+    MISSING_HEADER,
+    NOT_A_NUMBER,
+)
 from handlers.slowclients import BodyWatch
 
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
@@ -30,23 +39,24 @@ def parse_checksum(header: str | None) -> tuple[Any, bytes] | None:
     algorithm, _, encoded = header.strip().partition(" ")
     factory = CHECKSUM_ALGORITHMS.get(algorithm.lower())
     if factory is None:
-        raise RequestError(400, f"unsupported checksum algorithm {algorithm!r}; use sha1, md5 or sha256")
+        raise BAD_ALGORITHM(algorithm=algorithm)
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise RequestError(400, "Upload-Checksum is not valid base64") from None
+        raise CHECKSUM_NOT_BASE64() from None
     hasher = factory()
     if len(digest) != hasher.digest_size:
-        raise RequestError(400, f"Upload-Checksum has the wrong length for {algorithm}")
+        raise CHECKSUM_WRONG_LENGTH(algorithm=algorithm)
     return hasher, digest
 
 
 def parse_offset(value: str | None, name: str) -> int:
+    """A header that holds a byte count or offset (Upload-Offset, Upload-Length, Content-Length)."""
     if value is None:
-        raise RequestError(400, f"{name} header is required")
+        raise MISSING_HEADER(header=name)
     value = value.strip()
     if not value.isdigit() or len(value) > 19:
-        raise RequestError(400, f"{name} must be a non-negative integer")
+        raise NOT_A_NUMBER(header=name)
     return int(value)
 
 
@@ -75,15 +85,15 @@ class StreamingBodyMixin(BaseHandler):
         self.refuse_if_gone(session)
         self._checksum = parse_checksum(checksum_header)
         remaining = session.plan.size - min(offset, session.plan.size)
-        length = self.request.headers.get("Content-Length")
-        if length is not None:
-            if not length.strip().isdigit():
-                raise RequestError(400, "Content-Length must be a non-negative integer")
-            if int(length) > max(remaining, 1 if offset == session.plan.size - 1 else 0):
-                raise RequestError(413, f"the body is {int(length)} bytes but only {remaining} remain "
-                                        f"after offset {offset}", offset=offset)
+        header = self.request.headers.get("Content-Length")
+        if header is not None:
+            if not header.strip().isdigit():
+                raise NOT_A_NUMBER(header="Content-Length")
+            length = int(header)
+            if length > max(remaining, 1 if offset == session.plan.size - 1 else 0):
+                raise BODY_TOO_LARGE(length=length, remaining=remaining, offset=offset)
         # Tornado's default cap is 100 MB; the real cap is what the upload still needs.
-        self.request.connection.set_max_body_size(max(remaining, 1))
+        self.http_connection().set_max_body_size(max(remaining, 1))
         self.writer = self.service.begin_write(session, offset, hold=self._checksum is not None)
         self.writer.on_superseded = self.answer_now
         if self.body_watch is not None:
@@ -122,7 +132,11 @@ class StreamingBodyMixin(BaseHandler):
 
     def drop_slow_client(self) -> None:
         """Called by the BodyWatch: the client sends too slowly; hang up (what it sent is kept)."""
-        self.request.connection.stream.close()
+        self.http_connection().stream.close()
+
+    def http_connection(self) -> HTTP1Connection:
+        # Why the cast: Tornado types request.connection as the abstract HTTPConnection (or None).
+        return cast(HTTP1Connection, self.request.connection)
 
     async def finish_body(self) -> None:
         self._body_done = True

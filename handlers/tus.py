@@ -11,19 +11,23 @@ from typing import Any
 
 import tornado.web
 
-from engine.auth import Access
 from engine.clock import http_date
-from engine.errors import UploadError
-from engine.upload.session import COMPLETED
-from engine.upload.service import UploadService
-from engine.upload.session import UploadSession
+from engine.upload.session import COMPLETED, UploadSession
 from handlers.base import TUS_VERSION, refuse_while_draining
-from handlers.errors import RequestError
-from handlers.slowclients import BodyWatch
+from handlers.errors import (
+    MALFORMED_METADATA,
+    METADATA_NOT_BASE64,
+    METHOD_NOT_ALLOWED,
+    NO_CONCATENATION,
+    NO_DEFER_LENGTH,
+    OCTET_STREAM,
+    REPEATED_METADATA_KEY,
+    TUS_VERSION_UNSUPPORTED,
+    WRONG_CONTENT_TYPE,
+)
 from handlers.streaming import CHECKSUM_ALGORITHMS, StreamingBodyMixin, parse_offset
 
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
-OCTET_STREAM = "application/offset+octet-stream"
 
 
 def parse_metadata(header: str | None) -> dict[str, str]:
@@ -33,14 +37,14 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         return result
     for pair in header.split(","):
         key, _, encoded = pair.strip().partition(" ")
-        if not key or any(c in key for c in " ,") :
-            raise RequestError(400, "Upload-Metadata is malformed")
+        if not key or any(c in key for c in " ,"):
+            raise MALFORMED_METADATA()
         if key in result:
-            raise RequestError(400, f"Upload-Metadata repeats the key {key!r}")
+            raise REPEATED_METADATA_KEY(key=key)
         try:
             result[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8") if encoded.strip() else ""
         except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise RequestError(400, f"Upload-Metadata value of {key!r} is not valid base64 UTF-8") from None
+            raise METADATA_NOT_BASE64(key=key) from None
     return result
 
 
@@ -52,13 +56,9 @@ def first_of(meta: dict[str, str], *names: str) -> str | None:
 
 
 class TusBase(StreamingBodyMixin):
-    creates = False  # POST /files/ creates: an upload grant must be unexpired there
+    """Given (server.py): service, access, body_watch."""
 
-    def initialize(self, service: UploadService, access: Access | None = None,
-                   body_watch: BodyWatch | None = None) -> None:
-        self.service = service
-        self.body_watch = body_watch
-        super().initialize(access)
+    creates = False  # POST /files/ creates: an upload grant must be unexpired there
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -76,17 +76,15 @@ class TusBase(StreamingBodyMixin):
         return self.request.method or ""
 
     async def prepare(self) -> None:
-        try:
-            if self.request.method == "OPTIONS":
-                return
-            refuse_while_draining(self, self.service)
-            self.check_url_length()
-            self.upload_owner = self.owner(creating=self.creates)
-            if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
-                raise RequestError(412, f"Tus-Resumable: {TUS_VERSION} is required")
-            await self.prepare_tus()
-        except Exception as exc:  # every failure becomes a clean response, before the body is read
-            self.send_failure(exc)
+        # A failure here is answered (write_error) before the body is read.
+        if self.request.method == "OPTIONS":
+            return
+        refuse_while_draining(self, self.service)
+        self.check_url_length()
+        self.upload_owner = self.owner(creating=self.creates)
+        if self.request.headers.get("Tus-Resumable") != TUS_VERSION:
+            raise TUS_VERSION_UNSUPPORTED(version=TUS_VERSION)
+        await self.prepare_tus()
 
     async def prepare_tus(self) -> None:
         pass
@@ -108,19 +106,18 @@ class TusBase(StreamingBodyMixin):
             if session.record.notion_file_upload_id:
                 self.set_header("Notion-File-Upload-Id", session.record.notion_file_upload_id)
 
+    def require_octet_stream(self, request: str) -> None:
+        """A tus body comes as application/offset+octet-stream (415 otherwise)."""
+        if self.request.headers.get("Content-Type", "").split(";")[0].strip() != OCTET_STREAM:
+            raise WRONG_CONTENT_TYPE(request=request)
+
     def upload_url(self, upload_id: str) -> str:
-        proto = (self.request.headers.get("X-Forwarded-Proto") or self.request.protocol).split(",")[0].strip()
-        host = (self.request.headers.get("X-Forwarded-Host") or self.request.host).split(",")[0].strip()
-        return f"{proto}://{host}/files/{upload_id}"
+        return f"{self.own_origin()}/files/{upload_id}"
 
     async def respond_after_body(self, session: UploadSession, status: int) -> None:
         if self.end_without_reply():
             return
-        try:
-            await self.finish_body()
-        except Exception as exc:
-            self.send_failure(exc)
-            return
+        await self.finish_body()
         self.upload_headers(session)
         self.set_status(status)
         self.finish()
@@ -137,9 +134,9 @@ class TusCollectionHandler(TusBase):
         if self.request.method != "POST":
             return
         if self.request.headers.get("Upload-Defer-Length") is not None:
-            raise RequestError(400, "Upload-Defer-Length is not supported: Notion needs the length up front")
+            raise NO_DEFER_LENGTH()
         if self.request.headers.get("Upload-Concat") is not None:
-            raise RequestError(400, "the concatenation extension is not supported")
+            raise NO_CONCATENATION()
         size = parse_offset(self.request.headers.get("Upload-Length"), "Upload-Length")
         meta = parse_metadata(self.request.headers.get("Upload-Metadata"))
         filename = first_of(meta, "filename", "name", "fileName")
@@ -159,8 +156,7 @@ class TusCollectionHandler(TusBase):
         has_body = (self.request.headers.get("Content-Length", "0").strip() not in ("", "0")
                     or "chunked" in self.request.headers.get("Transfer-Encoding", "").lower())
         if has_body:
-            if self.request.headers.get("Content-Type", "").split(";")[0].strip() != OCTET_STREAM:
-                raise RequestError(415, f"a creation request with a body must use Content-Type: {OCTET_STREAM}")
+            self.require_octet_stream("a creation request with a body")
             self.start_body(session, 0, self.request.headers.get("Upload-Checksum"))
 
     async def post(self) -> None:
@@ -180,25 +176,19 @@ class TusUploadHandler(TusBase):
         upload_id = self.path_args[0] if self.path_args else ""
         method = self.method()
         if method not in ("HEAD", "PATCH", "DELETE"):
-            raise RequestError(405, f"{method} is not allowed on an upload")
+            raise METHOD_NOT_ALLOWED(method=method, target="an upload", allow=self.allowed_methods())
         # Writing needs ownership of the upload (a lock in Redis); reading does not.
         lookup = self.service.claim if method in ("PATCH", "DELETE") else self.service.get
         self.session = await lookup(upload_id, self.upload_owner)
         if method == "PATCH":
-            content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip()
-            if content_type != OCTET_STREAM:
-                raise RequestError(415, f"PATCH must use Content-Type: {OCTET_STREAM}")
+            self.require_octet_stream("PATCH")
             offset = parse_offset(self.request.headers.get("Upload-Offset"), "Upload-Offset")
             self.start_body(self.session, offset, self.request.headers.get("Upload-Checksum"))
 
     def head(self, upload_id: str) -> None:
         session = self.session
         assert session is not None
-        try:
-            self.refuse_if_gone(session)
-        except UploadError as exc:
-            self.send_failure(exc)
-            return
+        self.refuse_if_gone(session)
         self.upload_headers(session)
         if session.record.metadata:
             self.set_header("Upload-Metadata", session.record.metadata)
@@ -211,11 +201,7 @@ class TusUploadHandler(TusBase):
 
     async def delete(self, upload_id: str) -> None:
         assert self.session is not None
-        try:
-            await self.service.terminate(self.session)
-        except Exception as exc:
-            self.send_failure(exc)
-            return
+        await self.service.terminate(self.session)
         self.set_status(204)
         self.finish()
 
