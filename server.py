@@ -43,6 +43,7 @@ from engine.looplag import LoopLagMonitor
 from engine.metrics import RelayMetrics, Sources
 from engine.notion import NotionClient, Timeouts
 from engine.quotas import Quotas
+from engine.redis import RedisConnection
 from engine.resources import AdaptiveLimiter, IntakePacer, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
 from engine.upload.scheduler import PartScheduler
@@ -103,7 +104,9 @@ class Relay:
             url = self.embedded.url
             kind = "RedisCheckpointStorage (embedded)"
         ttl = s.checkpoint_expiration_hours * 3600
-        return CheckpointStore(url, self.clock, ttl), kind
+        # One connection for every Redis user: checkpoints, locks, quotas, grants, budget, webhooks.
+        self.redis = RedisConnection(url)
+        return CheckpointStore(self.redis, self.clock, ttl), kind
 
     def build(self) -> tornado.web.Application:
         s = self.settings
@@ -131,8 +134,8 @@ class Relay:
 
         for breaker in (notion_breaker, upload_breaker):
             breaker.on_change(lambda name, old, new: emit("CIRCUIT_BREAKER", **breaker_fields(name, old, new)))
-        budget = SharedRequestBudget(self.clock, *s.notion_rate_limit, store=store)
-        locks = UploadLocks(store, self.instance_id(), s.lock_ttl_s)
+        budget = SharedRequestBudget(self.clock, *s.notion_rate_limit, redis=self.redis)
+        locks = UploadLocks(self.redis, self.instance_id(), s.lock_ttl_s)
         guard = NotionGuard(self.clock, notion_breaker, budget)
         limiter = AdaptiveLimiter(
             self.sampler or ResourceSampler(s.total_memory_mb, s.total_cpu_cores),
@@ -159,14 +162,14 @@ class Relay:
 
         listeners.append(upload_outcome)
         access = Access(s.upload_tokens, s.observability_public, s.cors_origins, s.max_url_bytes,
-                        **grant_access(s, store, self.clock))
+                        **grant_access(s, self.redis, self.clock))
         # Webhooks when an upload ends (WEBHOOK_URL): delivered from the outbox in Redis by
         # whichever instance is alive; self.webhooks.outbox is where events are written.
-        self.webhooks = build_dispatcher(s, store, self.clock, emit)
+        self.webhooks = build_dispatcher(s, self.redis, self.clock, emit)
         if self.webhooks is not None:
             store.outbox = self.webhooks.outbox  # events go out in the same MULTI as the state they announce
         self.access = access
-        quotas = Quotas(store, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
+        quotas = Quotas(self.redis, self.clock, s.quota_concurrent_uploads, s.quota_mb_per_hour * 2**20)
         destinations = Destinations(s.notion_destinations, s.notion_parent_page_id, notion, guard, self.clock,
                                     s.notion_files_property, s.notion_caption_property)
         service = UploadService(ServiceParts(
@@ -307,7 +310,7 @@ class Relay:
         await self.service.release_all()
         if self.webhooks is not None:
             await self.webhooks.stop(min(2.0, max(0.0, deadline - self.clock.monotonic())))
-        await self.store.close()
+        await self.redis.close()
         if self.service.idle():
             self.http.close()  # closing it under running transfers makes libcurl callbacks fail
         if self.embedded is not None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.clock import Clock
-from engine.store import CheckpointStore, StoreUnavailable
+from engine.redis import RedisSource, StoreUnavailable, connection_of, keys
 
 
 class OverBudget(Exception):
@@ -31,7 +31,7 @@ class Budget(Protocol):
 
     def pause(self, seconds: float) -> None: ...
 
-    def snapshot(self) -> dict: ...
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 class RequestBudget:
@@ -86,7 +86,7 @@ class RequestBudget:
         self._refill()
         self._tokens = 0.0
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "capacity": int(self.capacity),
             "per_second": round(self.rate_per_s, 3),
@@ -97,7 +97,7 @@ class RequestBudget:
 
 
 # KEYS[1] the bucket hash; ARGV capacity, rate/s, and for a pause its seconds (else "").
-# Redis's own clock is the one clock every instance shares.
+# Redis's own clock is the one clock every instance shares. The hash lives an hour after its last use.
 _SHARED_BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -131,14 +131,15 @@ class SharedRequestBudget:
     are still honoured if the instances together go over.
     """
 
-    def __init__(self, clock: Clock, requests: int, window_s: float, store: CheckpointStore, key: str = "relay:budget") -> None:
+    def __init__(self, clock: Clock, requests: int, window_s: float, redis: RedisSource,
+                 key: str = keys.BUDGET) -> None:
         self.local = RequestBudget(clock, requests, window_s)
         self.clock = clock
         self.capacity = self.local.capacity
         self.rate_per_s = self.local.rate_per_s
-        self.store = store
+        self.connection = connection_of(redis)
         self.key = key
-        self._script = store.redis.register_script(_SHARED_BUCKET)
+        self._script = self.connection.script(_SHARED_BUCKET)
         self.rate_limited_count = 0
         self._last_tokens = self.capacity
         self._last_pause = 0.0
@@ -146,7 +147,7 @@ class SharedRequestBudget:
 
     async def _call(self, pause_s: float | None) -> float:
         try:
-            wait, tokens, paused = await self.store.run(lambda: self._script(
+            wait, tokens, paused = await self.connection.run(lambda: self._script(
                 keys=[self.key], args=[self.capacity, self.rate_per_s, "" if pause_s is None else pause_s]))
         except StoreUnavailable:
             self.shared = False
@@ -183,7 +184,7 @@ class SharedRequestBudget:
     def tokens(self) -> float:
         return self._last_tokens if self.shared else self.local.tokens
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {
             "capacity": int(self.capacity),
             "per_second": round(self.rate_per_s, 3),

@@ -7,7 +7,9 @@ its parts in flight are done.
 """
 from __future__ import annotations
 
-from engine.store import CheckpointStore, StoreUnavailable
+from typing import Any
+
+from engine.redis import RedisSource, StoreUnavailable, connection_of, keys, text
 
 # KEYS[1] lock, KEYS[2] hand-off request; ARGV[1] our id, ARGV[2] ttl ms.
 # Returns -1 when another instance holds the lock, else 1 if a hand-off was requested, 0 if not.
@@ -31,51 +33,50 @@ return -10
 
 
 def _keys(upload_id: str) -> list[str]:
-    return [f"relay:lock:{upload_id}", f"relay:handoff:{upload_id}"]
+    return [keys.lock(upload_id), keys.handoff(upload_id)]
 
 
 class UploadLocks:
-    def __init__(self, store: CheckpointStore, instance_id: str, ttl_s: float) -> None:
-        self.store = store
+    def __init__(self, redis: RedisSource, instance_id: str, ttl_s: float) -> None:
+        self.connection = connection_of(redis)
         self.instance_id = instance_id
         self.ttl_ms = max(100, int(ttl_s * 1000))
-        redis = store.redis
-        self._refresh = redis.register_script(_REFRESH)
-        self._release = redis.register_script(_RELEASE)
-        self._acquire = redis.register_script(_ACQUIRE)
+        self._refresh = self.connection.script(_REFRESH)
+        self._release = self.connection.script(_RELEASE)
+        self._acquire = self.connection.script(_ACQUIRE)
 
     async def acquire(self, upload_id: str) -> float | None:
         """None when we hold the lock now; else seconds until the current holder's lock lapses."""
-        result = await self.store.run(lambda: self._acquire(keys=_keys(upload_id), args=[self.instance_id, self.ttl_ms]))
+        result = await self.connection.run(
+            lambda: self._acquire(keys=_keys(upload_id), args=[self.instance_id, self.ttl_ms]))
         return None if int(result) == -10 else max(0.0, int(result) / 1000)
 
     async def held_elsewhere(self, upload_id: str) -> bool:
         """Another instance holds the upload now (it alone decides about it)."""
-        holder = await self.store.run(lambda: self.store.redis.get(_keys(upload_id)[0]))
-        holder = holder.decode() if isinstance(holder, bytes) else holder
+        holder = text(await self.connection.run(lambda: self.connection.client.get(keys.lock(upload_id))))
         return holder is not None and holder != self.instance_id
 
     async def request_handoff(self, upload_id: str) -> None:
-        key = _keys(upload_id)[1]
-        await self.store.run(lambda: self.store.redis.set(key, self.instance_id, px=self.ttl_ms))
+        key = keys.handoff(upload_id)
+        await self.connection.run(lambda: self.connection.client.set(key, self.instance_id, px=self.ttl_ms))
 
     async def refresh(self, upload_ids: list[str]) -> dict[str, int]:
         """Refresh our locks; per id: -1 lost, 1 hand-off requested, 0 fine."""
         if not upload_ids:
             return {}
 
-        async def op():
-            async with self.store.redis.pipeline(transaction=False) as pipe:
+        async def op() -> list[Any]:
+            async with self.connection.client.pipeline(transaction=False) as pipe:
                 for upload_id in upload_ids:
                     await self._refresh(keys=_keys(upload_id), args=[self.instance_id, self.ttl_ms], client=pipe)
                 return await pipe.execute()
 
-        results = await self.store.run(op)
-        return {upload_id: int(r) for upload_id, r in zip(upload_ids, results)}
+        results = await self.connection.run(op)
+        return {upload_id: int(r) for upload_id, r in zip(upload_ids, results, strict=True)}
 
     async def release(self, upload_id: str) -> None:
         try:
-            await self.store.run(lambda: self._release(keys=_keys(upload_id), args=[self.instance_id]))
+            await self.connection.run(lambda: self._release(keys=_keys(upload_id), args=[self.instance_id]))
         except StoreUnavailable:
             pass  # it lapses by itself after the TTL
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 from engine.clock import Clock
-from engine.errors import QuotaExceeded, ServiceUnavailable
-from engine.store import CheckpointStore, StoreUnavailable
+from engine.errors import QuotaExceeded
+from engine.redis import RedisSource, StoreUnavailable, connection_of, keys, store_away, text
 
 FINISHED_STATES = ("completed", "expired", "terminated")
-HOUR_S = 3600
+HOUR_S = keys.HOUR_S
+
+
+def _finished(raw: bytes | str | None) -> bool:
+    """A record that no longer counts: vanished, finished, or failed for good."""
+    if not raw:
+        return True
+    record = json.loads(raw)
+    state = record.get("state")
+    return state is None or state in FINISHED_STATES or (state == "failed" and not record.get("can_resume", True))
 
 
 class Quotas:
-    def __init__(self, store: CheckpointStore, clock: Clock, concurrent_uploads: int, bytes_per_hour: int) -> None:
-        self.store = store
+    def __init__(self, redis: RedisSource, clock: Clock, concurrent_uploads: int, bytes_per_hour: int) -> None:
+        self.connection = connection_of(redis)
         self.clock = clock
         self.concurrent_uploads = concurrent_uploads
         self.bytes_per_hour = bytes_per_hour
@@ -32,48 +42,45 @@ class Quotas:
                     limit=self.concurrent_uploads)
             await self._reserve_bytes(owner, size)
         except StoreUnavailable:
-            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly", retry_after_s=5) from None
+            raise store_away() from None
 
     async def started(self, owner: str, upload_id: str) -> None:
-        key = self._active_key(owner)
-        await self.store.run(lambda: self.store.redis.sadd(key, upload_id))
+        key = keys.quota_active(owner)
+        await self.connection.run(lambda: self.connection.client.sadd(key, upload_id))
 
     async def _active(self, owner: str) -> list[str]:
         """Uploads of `owner` still in progress; finished or vanished ones are dropped as we go."""
-        key = self._active_key(owner)
-        ids = [i.decode() if isinstance(i, bytes) else i for i in await self.store.run(lambda: self.store.redis.smembers(key))]
+        client = self.connection.client
+        key = keys.quota_active(owner)
+        ids = [str(text(i)) for i in await self.connection.run(lambda: client.smembers(key))]
         if not ids:
             return []
-        records = await self.store.run(lambda: self.store.redis.mget([f"relay:upload:{i}" for i in ids]))
-        active, gone = [], []
-        for upload_id, raw in zip(ids, records):
-            state = json.loads(raw).get("state") if raw else None
-            failed_for_good = raw is not None and state == "failed" and not json.loads(raw).get("can_resume", True)
-            (gone if state is None or state in FINISHED_STATES or failed_for_good else active).append(upload_id)
+        records = await self.connection.run(lambda: client.mget([keys.record(i) for i in ids]))
+        active: list[str] = []
+        gone: list[str] = []
+        for upload_id, raw in zip(ids, records, strict=True):
+            (gone if _finished(raw) else active).append(upload_id)
         if gone:
-            await self.store.run(lambda: self.store.redis.srem(key, *gone))
+            await self.connection.run(lambda: client.srem(key, *gone))
         return active
 
     async def _reserve_bytes(self, owner: str, size: int) -> None:
         now = self.clock.wall()
         window = int(now // HOUR_S)
-        key = f"relay:quota:{owner}:bytes:{window}"
+        key = keys.quota_bytes(owner, window)
+        client = self.connection.client
 
-        async def reserve():
-            async with self.store.redis.pipeline(transaction=True) as pipe:
+        async def reserve() -> list[Any]:
+            async with client.pipeline(transaction=True) as pipe:
                 pipe.incrby(key, size)
-                pipe.expire(key, 2 * HOUR_S)
+                pipe.expire(key, keys.QUOTA_BYTES_TTL_S)
                 return await pipe.execute()
 
-        used = (await self.store.run(reserve))[0]
+        used = int((await self.connection.run(reserve))[0])
         if used > self.bytes_per_hour:
-            await self.store.run(lambda: self.store.redis.decrby(key, size))
+            await self.connection.run(lambda: client.decrby(key, size))
             retry_after = math.ceil((window + 1) * HOUR_S - now)
             raise QuotaExceeded(
                 f"this upload would take your bytes this hour to {used} of {self.bytes_per_hour}; "
                 f"try again in {retry_after} s", retry_after_s=retry_after, reason="bytes_per_hour",
                 limit=self.bytes_per_hour)
-
-    @staticmethod
-    def _active_key(owner: str) -> str:
-        return f"relay:quota:{owner}:active"

@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from engine.clock import Clock
-from engine.errors import Forbidden, InvalidUpload, ServiceUnavailable, Unauthorized
+from engine.errors import Forbidden, InvalidUpload, Unauthorized
 from engine.filetypes import base_type, clean_filename, content_type_for
 from engine.grants.verify import DEFAULT_DESTINATION, DEFAULT_LEEWAY_S, Grant, GrantVerifier
-from engine.store import CheckpointStore, StoreUnavailable
+from engine.redis import RedisSource, StoreUnavailable, connection_of, keys, store_away
 
 # --- scope checks at creation ----------------------------------------------------------------
 
@@ -84,45 +84,42 @@ class GrantUsage:
     """How many uploads each grant created, in Redis (shared by every instance), kept until
     the grant could no longer create anything."""
 
-    def __init__(self, store: CheckpointStore, clock: Clock, leeway_s: float = DEFAULT_LEEWAY_S) -> None:
-        self.store = store
+    def __init__(self, redis: RedisSource, clock: Clock, leeway_s: float = DEFAULT_LEEWAY_S) -> None:
+        self.connection = connection_of(redis)
         self.clock = clock
         self.leeway_s = leeway_s
-
-    @staticmethod
-    def _key(grant: Grant) -> str:
-        return f"relay:grant:{grant.grant_id}:uploads"
 
     async def reserve(self, grant: Grant) -> bool:
         """Count one more upload of `grant`; Forbidden when it already created max_uploads.
         True when something was counted (release() it if the creation then fails)."""
         if grant.max_uploads is None:
             return False
-        key = self._key(grant)
+        key = keys.grant_uploads(grant.grant_id)
         ttl = max(60, int(grant.expires_at + self.leeway_s - self.clock.wall()) + 60)
+        client = self.connection.client
 
-        async def incr():
-            async with self.store.redis.pipeline(transaction=True) as pipe:
+        async def incr() -> list[Any]:
+            async with client.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, ttl)
                 return await pipe.execute()
 
         try:
-            used = (await self.store.run(incr))[0]
+            used = int((await self.connection.run(incr))[0])
             if used > grant.max_uploads:
-                await self.store.run(lambda: self.store.redis.decr(key))
+                await self.connection.run(lambda: client.decr(key))
                 raise Forbidden(f"this upload grant allows {grant.max_uploads} upload"
                                 f"{'' if grant.max_uploads == 1 else 's'} and has created them all",
                                 reason="grant_max_uploads", limit=grant.max_uploads)
         except StoreUnavailable:
-            raise ServiceUnavailable("the checkpoint store is unavailable; try again shortly",
-                                     retry_after_s=5) from None
+            raise store_away() from None
         return True
 
     async def release(self, grant: Grant) -> None:
         """The creation that reserve() counted did not happen after all."""
         try:
-            await self.store.run(lambda: self.store.redis.decr(self._key(grant)))
+            key = keys.grant_uploads(grant.grant_id)
+            await self.connection.run(lambda: self.connection.client.decr(key))
         except StoreUnavailable:
             pass  # one upload fewer for this grant: errs on the safe side
 
@@ -154,7 +151,7 @@ class GrantScope:
         return release
 
 
-def grant_access(settings: Any, store: CheckpointStore, clock: Clock) -> dict[str, Any]:
+def grant_access(settings: Any, redis: RedisSource, clock: Clock) -> dict[str, Any]:
     """Access's grant fields (engine.auth.Access(..., **grant_access(...))): empty without grants."""
     if not settings.grants_enabled:
         return {}
@@ -162,5 +159,5 @@ def grant_access(settings: Any, store: CheckpointStore, clock: Clock) -> dict[st
                              audience=settings.upload_grant_audience, leeway_s=settings.upload_grant_leeway_s)
     known: dict[str, str | None] = {DEFAULT_DESTINATION: settings.notion_parent_page_id}
     known.update(dict(settings.notion_destinations))  # the relay's allowlist (engine/destinations.py)
-    scope = GrantScope(GrantUsage(store, clock, settings.upload_grant_leeway_s), known)
+    scope = GrantScope(GrantUsage(redis, clock, settings.upload_grant_leeway_s), known)
     return {"grants": verifier, "grant_scope": scope}

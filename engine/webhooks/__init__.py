@@ -27,13 +27,9 @@ waits inside curl's queue, where it would have no timeout), each with connect an
 timeouts; the receiver's answer body is discarded as it arrives. Nothing here is on an
 upload's path: a slow or dead receiver costs uploads nothing.
 
-Redis keys:
-  relay:webhook:event:{id}   hash: body, type, upload, created, attempts, last_status, last_error
-  relay:webhook:due          zset id → when it may be (re)tried (a claim pushes it by the lease)
-  relay:webhook:pending      zset id → when it happened (count and oldest age)
-  relay:webhook:done:{id}    marker of a finished event, so adding it again is a no-op
-  relay:webhook:stats        hash: delivered, failed, consecutive_failures, last_success,
-                             last_failure, last_error (shared by all instances, for health)
+Redis keys: relay:webhook:event:{id} (the event), relay:webhook:due and relay:webhook:pending
+(zsets of ids), relay:webhook:done:{id} (a finished event's marker), relay:webhook:stats (shared
+delivery counts); what each holds and for how long: engine/redis/keys.py.
 """
 from __future__ import annotations
 
@@ -65,6 +61,6 @@ __all__ = [
     "DUE_KEY", "EVENT_TYPES", "PENDING_KEY", "SECRET_PREFIX", "STATE_EVENTS", "STATS_KEY", "UPLOAD_COMPLETED",
     "UPLOAD_EXPIRED", "UPLOAD_FAILED", "UPLOAD_TERMINATED", "ClaimedEvent", "DeliveryPolicy", "Outbox",
     "WebhookDispatcher", "WebhookEvent", "build_dispatcher", "done_key", "event_id_for", "event_key",
-    "parse_webhook_secret", "parse_webhook_url", "receiver_name", "sign", "signature_headers", "state_events", "upload_event",
-    "webhook_key",
+    "parse_webhook_secret", "parse_webhook_url", "receiver_name", "sign", "signature_headers", "state_events",
+    "upload_event", "webhook_key",
 ]

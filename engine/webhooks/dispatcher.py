@@ -11,7 +11,7 @@ from typing import Any
 from tornado.httpclient import HTTPRequest
 
 from engine.clock import Clock
-from engine.store import CheckpointStore, StoreUnavailable
+from engine.redis import RedisSource, StoreUnavailable
 from engine.webhooks.outbox import ClaimedEvent, Outbox
 from engine.webhooks.signing import receiver_name, signature_headers, webhook_key
 
@@ -249,7 +249,7 @@ def _network_error(exc: Any) -> str:
     return "network_error"
 
 
-def build_dispatcher(settings: Any, store: CheckpointStore, clock: Clock,
+def build_dispatcher(settings: Any, redis: RedisSource, clock: Clock,
                      emit: Emit | None = None) -> WebhookDispatcher | None:
     """The instance's dispatcher when WEBHOOK_URL is set (server.py starts and stops it), with
     a CurlAsyncHTTPClient of its own: a receiver never holds one of Notion's curl handles."""
@@ -259,5 +259,5 @@ def build_dispatcher(settings: Any, store: CheckpointStore, clock: Clock,
 
     policy = DeliveryPolicy.from_settings(settings)
     http = CurlAsyncHTTPClient(force_instance=True, max_clients=policy.concurrency)
-    outbox = Outbox(store, policy.max_age_s)
+    outbox = Outbox(redis, policy.max_age_s)
     return WebhookDispatcher(outbox, http, settings.webhook_url, settings.webhook_secret, clock, policy, emit)

@@ -5,23 +5,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store import CheckpointStore
+from redis.asyncio.client import Pipeline
+
+from engine.redis import RedisSource, connection_of, keys
 from engine.webhooks.events import WebhookEvent
 
-PREFIX = "relay:webhook:"
-DUE_KEY = PREFIX + "due"
-PENDING_KEY = PREFIX + "pending"
-STATS_KEY = PREFIX + "stats"
-# A finished event's marker outlives any retry of the write that added it.
-DONE_TTL_S = 2 * 86400
-
-
-def event_key(event_id: str) -> str:
-    return f"{PREFIX}event:{event_id}"
-
-
-def done_key(event_id: str) -> str:
-    return f"{PREFIX}done:{event_id}"
+# The outbox's keys (engine/redis/keys.py), under the names engine.webhooks has always exported.
+DUE_KEY = keys.WEBHOOK_DUE
+PENDING_KEY = keys.WEBHOOK_PENDING
+STATS_KEY = keys.WEBHOOK_STATS
+event_key = keys.webhook_event
+done_key = keys.webhook_done
 
 
 # --- the outbox ------------------------------------------------------------------------------
@@ -121,8 +115,8 @@ def _text(value: Any) -> str:
 class Outbox:
     """The events waiting to be delivered, in Redis."""
 
-    def __init__(self, store: CheckpointStore, max_age_s: float = 86400.0) -> None:
-        self.store = store
+    def __init__(self, redis: RedisSource, max_age_s: float = 86400.0) -> None:
+        self.connection = connection_of(redis)
         self.max_age_s = max_age_s
         self.on_added: Callable[[], None] | None = None  # the local dispatcher's kick
 
@@ -130,7 +124,7 @@ class Outbox:
     def event_ttl_s(self) -> int:
         return int(self.max_age_s) + 3600
 
-    def add_to(self, pipe: Any, event: WebhookEvent) -> None:
+    def add_to(self, pipe: Pipeline, event: WebhookEvent) -> None:
         """Queue `event` in the caller's pipeline (redis.asyncio Pipeline, transaction=True for a
         MULTI with the caller's own writes): it exists exactly when they do. Adding an event that
         is pending or already finished again is a no-op. Call `kick()` after the pipeline ran to
@@ -141,12 +135,12 @@ class Outbox:
 
     async def add(self, event: WebhookEvent) -> bool:
         """Add one event on its own (not tied to another write). True when it was new."""
-        async def op():
-            async with self.store.redis.pipeline(transaction=True) as pipe:
+        async def op() -> list[Any]:
+            async with self.connection.client.pipeline(transaction=True) as pipe:
                 self.add_to(pipe, event)
                 return await pipe.execute()
 
-        added = bool((await self.store.run(op))[0])
+        added = bool((await self.connection.run(op))[0])
         self.kick()
         return added
 
@@ -156,37 +150,37 @@ class Outbox:
 
     async def claim(self, limit: int, lease_s: float) -> tuple[float, list[ClaimedEvent]]:
         """Up to `limit` due events, each leased for `lease_s`; and Redis's clock now."""
-        raw_now, rows = await self.store.run(lambda: self.store.redis.eval(
-            _CLAIM, 2, DUE_KEY, PENDING_KEY, limit, lease_s, PREFIX + "event:"))
+        raw_now, rows = await self.connection.run(lambda: self.connection.client.eval(
+            _CLAIM, 2, DUE_KEY, PENDING_KEY, limit, lease_s, keys.WEBHOOK_EVENT_PREFIX))
         events = [ClaimedEvent(_text(r[0]), _text(r[2]), _text(r[1]), float(_text(r[3])),
                                _text(r[4]) or None, int(_text(r[5]))) for r in rows]
         return float(_text(raw_now)), events
 
     async def finish(self, event_id: str, outcome: str, status: int = 0, error: str = "") -> None:
         """`outcome`: delivered (2xx), gone (the receiver answered 410), expired (gave up)."""
-        await self.store.run(lambda: self.store.redis.eval(
+        await self.connection.run(lambda: self.connection.client.eval(
             _FINISH, 5, event_key(event_id), DUE_KEY, PENDING_KEY, done_key(event_id), STATS_KEY,
-            event_id, outcome, status, error, DONE_TTL_S))
+            event_id, outcome, status, error, keys.WEBHOOK_DONE_TTL_S))
 
     async def retry_later(self, event_id: str, delay_s: float, status: int, error: str) -> None:
-        await self.store.run(lambda: self.store.redis.eval(
+        await self.connection.run(lambda: self.connection.client.eval(
             _RETRY, 3, event_key(event_id), DUE_KEY, STATS_KEY, event_id, delay_s, status, error))
 
     async def release(self, event_ids: list[str]) -> None:
         if event_ids:
-            await self.store.run(lambda: self.store.redis.eval(_RELEASE, 1, DUE_KEY, *event_ids))
+            await self.connection.run(lambda: self.connection.client.eval(_RELEASE, 1, DUE_KEY, *event_ids))
 
     async def snapshot(self) -> dict[str, Any]:
         """Pending count, oldest pending event's time, and the shared delivery stats."""
-        async def op():
-            async with self.store.redis.pipeline(transaction=False) as pipe:
+        async def op() -> list[Any]:
+            async with self.connection.client.pipeline(transaction=False) as pipe:
                 pipe.zcard(PENDING_KEY)
                 pipe.zrange(PENDING_KEY, 0, 0, withscores=True)
                 pipe.hgetall(STATS_KEY)
                 pipe.time()
                 return await pipe.execute()
 
-        pending, oldest, stats, (secs, micros) = await self.store.run(op)
+        pending, oldest, stats, (secs, micros) = await self.connection.run(op)
         stats = {_text(k): _text(v) for k, v in (stats or {}).items()}
         now = secs + micros / 1e6
         return {
