@@ -19,7 +19,8 @@ from engine.guard import BreakerOpen
 from engine.notion_answers import Failure
 from engine.quotas import Quotas
 from engine.retry import RetryPolicy
-from engine.store import StoreUnavailable
+from engine.redis import StoreUnavailable, store_away
+from engine.redis.keys import NOTION_CLAIM_TTL_S
 from engine.upload.interfaces import Checkpoints, Guard, NotionFiles
 from engine.upload.once import OnceRunner, Undecided
 from engine.upload.partplan import PartPlan, PlanError, plan_parts
@@ -30,11 +31,9 @@ CREATE_DEADLINE_S = 20.0
 LIMIT_LOOKUP_S = 5.0
 WORKSPACE_LIMIT_TTL_S = 600.0
 DEFAULT_WORKSPACE_LIMIT = 5 * 2**30
-CLAIM_TTL_S = 2 * 3600  # longer than Notion's window: a claim outlives every use of its file upload
 # A create's answer that was lost is looked for among uploads Notion made this long before we
 # asked (our clock and Notion's may disagree by that much).
 CREATE_CLOCK_SKEW_S = 300.0
-STORE_AWAY = "the checkpoint store is unavailable; try again shortly"
 
 
 def new_upload_id() -> str:
@@ -120,7 +119,7 @@ class Creator:
         try:
             await self.store.save_record(record.to_dict())
         except StoreUnavailable:
-            raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
+            raise store_away() from None
         return record, plan
 
     # --- the workspace's limit -----------------------------------------------------------------
@@ -179,7 +178,7 @@ class Creator:
             left = max(1.0, deadline - self.clock.monotonic())
             created = await self.notion.create_file_upload(
                 mode=plan.mode, filename=filename, content_type=content_type, number_of_parts=parts, total_s=left)
-            if not await self.store.claim_notion_upload(created["id"], upload_id, CLAIM_TTL_S):
+            if not await self.store.claim_notion_upload(created["id"], upload_id, NOTION_CLAIM_TTL_S):
                 raise Failure("junk", "Notion answered with a file upload another upload owns", operation="create")
             return created
 
@@ -193,7 +192,7 @@ class Creator:
                                      retry_after_s=max(1.0, closed.retry_after_s or 1.0),
                                      circuit_breaker_state="OPEN") from None
         except StoreUnavailable:
-            raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
+            raise store_away() from None
         except Undecided as exc:
             self._undecided[key] = min(asked_at, self._undecided.get(key, asked_at))
             raise ServiceUnavailable("Notion is not answering; try again shortly",
@@ -215,7 +214,7 @@ class Creator:
         for candidate in reversed(listing.get("results") or []):  # oldest first: the first one we made
             if not _may_be_our_create(candidate, plan, filename, content_type, asked_at):
                 continue
-            if await self.store.claim_notion_upload(candidate["id"], upload_id, CLAIM_TTL_S):
+            if await self.store.claim_notion_upload(candidate["id"], upload_id, NOTION_CLAIM_TTL_S):
                 adopted: dict[str, Any] = candidate
                 return adopted
         return None

@@ -17,7 +17,7 @@ from engine.clock import Clock
 from engine.errors import UploadError, UploadFailed, UploadGone
 from engine.notion_answers import Failure
 from engine.retry import UNTIL_STORED, RetryPolicy, retrying
-from engine.store import StoreUnavailable
+from engine.redis import StoreUnavailable
 from engine.upload.finishing import Finisher
 from engine.upload.interfaces import Checkpoints, Emit, Guard, NotionFiles, Spawn
 from engine.upload.records import RecordSaver

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from engine.clock import Clock
 from engine.retry import UNTIL_STORED, retrying
-from engine.store import StoreUnavailable
+from engine.redis import StoreUnavailable
 from engine.upload.interfaces import Announce, Checkpoints, Spawn
 from engine.upload.session import TERMINATED, UploadSession
 

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 
 from engine.clock import Clock
-from engine.errors import ServiceUnavailable, UploadBusy, UploadError, UploadGone, UploadNotFound
-from engine.store import StoreUnavailable
+from engine.errors import UploadBusy, UploadError, UploadGone, UploadNotFound
+from engine.redis import StoreUnavailable, store_away
 from engine.upload.finishing import Finisher
 from engine.upload.interfaces import Checkpoints, Emit, Ownership
 from engine.upload.partplan import PartPlan
@@ -25,7 +25,6 @@ from engine.upload.session import (EXPIRED, FINAL_STATES, NOTION_WINDOW_PASSED, 
                                    UploadRecord, UploadSession)
 from engine.upload.spool import PartAssembler
 
-STORE_AWAY = "the checkpoint store is unavailable; try again shortly"
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 # Our clock only tells when to ask Notion whether an upload expired; it may be ahead or behind.
 EXPIRY_ASK_EARLY_S = 60.0
@@ -59,7 +58,7 @@ class Registry:
         try:
             await self.locks.acquire(record.id)
         except StoreUnavailable:
-            raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
+            raise store_away() from None
         self.live[record.id] = session
         return session
 
@@ -79,7 +78,7 @@ class Registry:
         try:
             loaded = await self.store.load(upload_id)
         except StoreUnavailable:
-            raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
+            raise store_away() from None
         if loaded is None:
             try:
                 gone = await self.store.gone(upload_id)
@@ -103,7 +102,7 @@ class Registry:
             if wait is not None:
                 await self.locks.request_handoff(upload_id)
         except StoreUnavailable:
-            raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
+            raise store_away() from None
         if wait is not None:
             raise UploadBusy("another instance is working on this upload; it is asked to hand it over",
                              retry_after_s=max(1.0, min(wait, 5.0)))
@@ -186,7 +185,7 @@ class Registry:
         try:
             await self.saver.tombstone(s)  # a terminated upload answers 410 for an hour, then 404
         except StoreUnavailable:
-            raise ServiceUnavailable(STORE_AWAY, retry_after_s=5) from None
+            raise store_away() from None
         await self.release(s, reason="terminated")
         self.emit("UPLOAD_TERMINATED", upload_id=s.id)
 

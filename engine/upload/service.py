@@ -18,7 +18,7 @@ from engine.destinations import Destinations
 from engine.errors import ServiceUnavailable, UploadError
 from engine.quotas import Quotas
 from engine.retry import RetryPolicy
-from engine.store import StoreUnavailable
+from engine.redis import StoreUnavailable
 from engine.upload.creation import Creator, NewUpload
 from engine.upload.finishing import Finisher
 from engine.upload.intake import Intake, Writer
