@@ -21,12 +21,12 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from engine.destinations import Destinations
 from engine.admission import Admission, loads_of
 from engine.auth import Access
 from engine.breaker import CircuitBreaker
 from engine.budget import SharedRequestBudget
 from engine.clock import SystemClock
+from engine.destinations import Destinations
 from engine.disk import SpoolDisk
 from engine.embedded_redis import EmbeddedRedis
 from engine.events import (
@@ -46,16 +46,16 @@ from engine.quotas import Quotas
 from engine.redis import RedisConnection
 from engine.resources import AdaptiveLimiter, IntakePacer, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
-from engine.upload.scheduler import PartScheduler
 from engine.store import CheckpointStore
-from engine.webhooks import build_dispatcher, state_events
+from engine.upload.scheduler import PartScheduler
 from engine.upload.service import ServiceParts, UploadService
-from handlers.destinations import DestinationsHandler
+from engine.webhooks import build_dispatcher, state_events
 from handlers.api import CreateSessionHandler, StatusHandler, StreamUploadHandler
 from handlers.base import NotFoundHandler
+from handlers.destinations import DestinationsHandler
+from handlers.limits import LimitsHandler
 from handlers.metrics import MetricsHandler
 from handlers.openapi import OpenAPIHandler
-from handlers.limits import LimitsHandler
 from handlers.page import VENDOR_ROUTE, WEB_DIR, PageHandler, StaticHandler, VendorHandler
 from handlers.slowclients import LISTEN_BACKLOG, BodyWatch, CappedHTTPServer, fit_fd_limit
 from handlers.system import HealthHandler, SystemView
@@ -304,7 +304,8 @@ class Relay:
         deadline = self.clock.monotonic() + grace
         # Parts in flight finish and their checkpoints are written (the part job awaits them);
         # uploads being completed get their complete/attach.
-        while not self.service.idle() and self.clock.monotonic() < deadline:
+        # Polled: "idle" is a condition over many uploads, parts and tasks, not one event.
+        while not self.service.idle() and self.clock.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await self.service.flush(max(0.0, deadline - self.clock.monotonic()))
         await self.service.release_all()

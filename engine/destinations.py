@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from engine.clock import Clock
 from engine.errors import DestinationNotAllowed, InvalidUpload, ServiceUnavailable
@@ -133,7 +134,7 @@ class Destinations:
         try:
             wait = None if deadline is None else max(0.1, deadline - self.clock.monotonic())
             return await asyncio.wait_for(asyncio.shield(lookup), timeout=wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ServiceUnavailable("Notion did not say what this destination is; try again shortly",
                                      retry_after_s=5) from None
 

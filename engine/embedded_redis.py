@@ -113,7 +113,8 @@ class EmbeddedRedis:
         try:
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.data_dir / 'redis.log'}")
+                    log_file = self.data_dir / "redis.log"
+                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {log_file}")
                 try:
                     if client.ping():
                         return

@@ -5,7 +5,8 @@ Two formats, chosen by LOG_FORMAT: `text` (default) is logfmt, one `key=value` l
 (for the service's events), `upload_id` (`-` / null when no upload applies), the event's own
 fields, `msg`, and `exc` for a traceback.
 
-    ts=2026-11-22T08:43:44.123Z level=INFO logger=relay.events event=PART_SUCCESS upload_id=3f0c… part=2 size=10485760 duration_s=0.412 attempts=1
+    ts=2026-11-22T08:43:44.123Z level=INFO logger=relay.events event=PART_SUCCESS upload_id=3f0c… part=2
+        size=10485760 duration_s=0.412 attempts=1   (one line in the log)
 
 The seeds grep for `UPLOAD_START`, `PART_SUCCESS`, `PART_FAILURE`, `TIMEOUT_EVENT`,
 `MEMORY_PRESSURE`, `Circuit breaker.*OPENED` and `Checkpoint`; those strings are in the lines.
@@ -22,7 +23,8 @@ import logging
 import re
 import sys
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 EVENTS_LOGGER = "relay.events"

@@ -5,7 +5,8 @@ breaker how it went and pause the budget on a 429. Running uploads wait here ins
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from engine.breaker import CircuitBreaker
 from engine.budget import Budget, OverBudget

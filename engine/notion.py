@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import pycurl
@@ -227,9 +228,9 @@ class NotionClient:
         code = data.get("code") if isinstance(data, dict) else None
         message = data.get("message") if isinstance(data, dict) else None
         return_message = f"Notion answered {response.code} {code or ''}: {message or response.reason or ''}".strip()
+        request_id = data.get("request_id") if isinstance(data, dict) else None
         raise Failure("http", return_message, status=response.code, code=code, retry_after_s=retry_after,
-                      rate_limit_reason=reason, request_id=(data or {}).get("request_id") if isinstance(data, dict) else None,
-                      operation=operation)
+                      rate_limit_reason=reason, request_id=request_id, operation=operation)
 
     @staticmethod
     def _network_failure(operation: str, errno: int | None, text: str) -> Failure:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -198,7 +198,7 @@ def test_a_torn_last_line_and_leftover_files_are_cleaned_up_at_start(tmp_path: P
 
 def test_a_second_emulator_on_the_same_data_dir_is_refused(tmp_path: Path, start) -> None:
     data_dir = tmp_path / "emu"
-    emu = start()
+    start()  # holds the data dir's lock
     result = subprocess.run(
         [sys.executable, "-m", "emulator", "--port", "0", "--data-dir", str(data_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=20,

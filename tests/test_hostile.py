@@ -111,7 +111,7 @@ def send_raw(target, method: str, path: str, headers, kind: str, body: bytes) ->
                 if not data:
                     break
                 chunks.append(data)
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     reply = b"".join(chunks)
     if not reply.startswith(b"HTTP/1."):

@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from engine.events import (EventLog, JsonFormatter, KeyValueFormatter, PressureWatch, Redactor, RedactingFilter,
-                           configured_secrets)
+from engine.events import (
+    EventLog,
+    JsonFormatter,
+    KeyValueFormatter,
+    PressureWatch,
+    RedactingFilter,
+    Redactor,
+    configured_secrets,
+)
 from harness.processes import wait_until
 from harness.relay import MIB
 from harness.stacks import unthrottled_stack

@@ -20,8 +20,8 @@ import fcntl
 import json
 import shutil
 import subprocess
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -13,11 +13,13 @@ import pytest
 from engine.breaker import CircuitBreaker
 from engine.budget import RequestBudget
 from engine.clock import FakeClock
-from engine.upload.finishing import holding_problem, shows_file
 from engine.guard import NotionGuard
-from engine.notion_answers import Failure, parse_retry_after as _parse_retry_after, shape_problem as _shape_problem
-from engine.upload.once import OnceRunner, Undecided
+from engine.notion_answers import Failure
+from engine.notion_answers import parse_retry_after as _parse_retry_after
+from engine.notion_answers import shape_problem as _shape_problem
 from engine.retry import RetryPolicy
+from engine.upload.finishing import holding_problem, shows_file
+from engine.upload.once import OnceRunner, Undecided
 
 pytestmark = pytest.mark.inprocess
 

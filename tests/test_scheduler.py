@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.upload.scheduler import PartScheduler
 import pytest
+
+from engine.upload.scheduler import PartScheduler
 
 pytestmark = pytest.mark.inprocess
 

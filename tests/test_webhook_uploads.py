@@ -38,7 +38,7 @@ def test_completed_arrives_once_per_upload_through_a_dead_receiver_and_a_killed_
 
     receiver = Receiver(SECRET, on_event=held_by_notion).start()
     a = relay_factory("a", **relay_env(receiver))
-    b = relay_factory("b", **relay_env(receiver))
+    relay_factory("b", **relay_env(receiver))  # the second instance, which delivers after a dies
     files = []
     for i in range(6):
         path = tmp_path / f"hook-{i}.txt"

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import (ChecksumMismatch, InsufficientStorage, OffsetMismatch, ServiceUnavailable, UploadBusy,
-                           UploadFailed,
-                           UploadGone)
+from engine.errors import (
+    ChecksumMismatch,
+    InsufficientStorage,
+    OffsetMismatch,
+    ServiceUnavailable,
+    UploadBusy,
+    UploadFailed,
+    UploadGone,
+)
 from engine.notion_answers import Failure
 from engine.upload.session import COMPLETED, EXPIRED, FAILED, RECEIVING
 from tests.support.fakes import PAGE, MemoryOwnership, Wing, build_wing

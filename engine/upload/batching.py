@@ -10,8 +10,9 @@ batch is one request, so it landed whole or not at all.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from engine.clock import Clock
 from engine.upload.session import UploadSession

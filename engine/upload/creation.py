@@ -13,14 +13,14 @@ from typing import Any
 
 from engine.clock import Clock, parse_iso8601
 from engine.destinations import Destinations
-from engine.errors import (InvalidUpload, NotionRejected, ServiceUnavailable, UnsupportedFileType, UploadTooLarge)
+from engine.errors import InvalidUpload, NotionRejected, ServiceUnavailable, UnsupportedFileType, UploadTooLarge
 from engine.filetypes import clean_filename, content_type_for, extension
 from engine.guard import BreakerOpen
 from engine.notion_answers import Failure
 from engine.quotas import Quotas
-from engine.retry import RetryPolicy
 from engine.redis import StoreUnavailable, store_away
 from engine.redis.keys import NOTION_CLAIM_TTL_S
+from engine.retry import RetryPolicy
 from engine.upload.interfaces import Checkpoints, Guard, NotionFiles
 from engine.upload.once import OnceRunner, Undecided
 from engine.upload.partplan import PartPlan, PlanError, plan_parts
@@ -142,7 +142,7 @@ class Creator:
         wait_s = min(LIMIT_LOOKUP_S, max(0.1, deadline - self.clock.monotonic()))
         try:
             return await asyncio.wait_for(self.workspace_limit(), timeout=wait_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return self._known_limit()
 
     async def _fetch_workspace_limit(self) -> int:

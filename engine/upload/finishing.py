@@ -15,7 +15,8 @@ documented words (NOTION_API.md, "The File Upload object"):
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from engine.clock import Clock
@@ -127,7 +128,7 @@ class Finisher:
         matches: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in wanted}
         cursor = None
         for _ in range(MAX_CHILDREN_PAGES):
-            listing = await self.guard.run(lambda: self.notion.list_children(page, cursor))
+            listing = await self.guard.run(lambda at=cursor: self.notion.list_children(page, at))
             for block in listing.get("results") or []:
                 for name, kind in matches:
                     if shows_file(block, name, kind):
@@ -189,7 +190,7 @@ class Finisher:
                     check: Check, settle: bool = False) -> dict[str, Any]:
         try:
             return await self.once.run(operation, call, check, settle=settle, upload_id=s.id)
-        except Undecided as exc:
+        except Undecided:
             raise UploadFailed(f"Notion did not answer whether the {operation} happened; it is checked again "
                                "when the upload resumes", can_resume=True, retry_after_s=30) from None
         except Failure as f:

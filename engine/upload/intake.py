@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from engine.clock import Clock
-from engine.errors import (ChecksumMismatch, InsufficientStorage, OffsetMismatch, ServiceUnavailable, UploadBusy,
-                           UploadError, UploadGone, UploadTooLarge)
+from engine.errors import (
+    ChecksumMismatch,
+    InsufficientStorage,
+    OffsetMismatch,
+    ServiceUnavailable,
+    UploadBusy,
+    UploadError,
+    UploadGone,
+    UploadTooLarge,
+)
 from engine.upload.interfaces import Emit, Spawn
 from engine.upload.records import RecordSaver
 from engine.upload.session import COMPLETED, EXPIRED, FAILED, TERMINATED, UploadSession

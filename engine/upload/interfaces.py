@@ -6,7 +6,8 @@ Production implements them with Redis (engine/store.py, engine/locks.py) and lib
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Protocol, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 

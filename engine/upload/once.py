@@ -14,13 +14,14 @@ Notion's state shows that going on is pointless (expired, wrong bytes).
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from engine.clock import Clock
 from engine.guard import BreakerOpen
-from engine.upload.interfaces import Emit, Guard
 from engine.notion_answers import Failure
 from engine.retry import GaveUp, RetryPolicy, retrying
+from engine.upload.interfaces import Emit, Guard
 
 Result = dict[str, Any]
 Check = Callable[[], Awaitable[Result | None]]

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable
+from collections.abc import Awaitable
 
 from engine.clock import Clock
 from engine.errors import UploadError, UploadFailed, UploadGone
 from engine.notion_answers import Failure
-from engine.retry import UNTIL_STORED, RetryPolicy, retrying
 from engine.redis import StoreUnavailable
+from engine.retry import UNTIL_STORED, RetryPolicy, retrying
 from engine.upload.finishing import Finisher
 from engine.upload.interfaces import Checkpoints, Emit, Guard, NotionFiles, Spawn
 from engine.upload.records import RecordSaver
 from engine.upload.scheduler import Attempt, PartScheduler
-from engine.upload.session import (CREATED, EXPIRED, FINALIZING, RECEIVING, STOPPED_STATES, TERMINATED,
-                                   UploadSession)
+from engine.upload.session import CREATED, EXPIRED, FINALIZING, RECEIVING, STOPPED_STATES, TERMINATED, UploadSession
 
 log = logging.getLogger("relay.uploads")
 

@@ -7,8 +7,8 @@ is never written again.
 from __future__ import annotations
 
 from engine.clock import Clock
-from engine.retry import UNTIL_STORED, retrying
 from engine.redis import StoreUnavailable
+from engine.retry import UNTIL_STORED, retrying
 from engine.upload.interfaces import Announce, Checkpoints, Spawn
 from engine.upload.session import TERMINATED, UploadSession
 

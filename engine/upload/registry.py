@@ -21,8 +21,15 @@ from engine.upload.interfaces import Checkpoints, Emit, Ownership
 from engine.upload.partplan import PartPlan
 from engine.upload.records import RecordSaver
 from engine.upload.scheduler import PartScheduler
-from engine.upload.session import (EXPIRED, FINAL_STATES, NOTION_WINDOW_PASSED, TERMINATED, TERMINATED_BY_CLIENT,
-                                   UploadRecord, UploadSession)
+from engine.upload.session import (
+    EXPIRED,
+    FINAL_STATES,
+    NOTION_WINDOW_PASSED,
+    TERMINATED,
+    TERMINATED_BY_CLIENT,
+    UploadRecord,
+    UploadSession,
+)
 from engine.upload.spool import PartAssembler
 
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")

@@ -9,16 +9,17 @@ along the data path:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 from engine.clock import Clock
 from engine.destinations import Destinations
 from engine.errors import ServiceUnavailable, UploadError
 from engine.quotas import Quotas
-from engine.retry import RetryPolicy
 from engine.redis import StoreUnavailable
+from engine.retry import RetryPolicy
 from engine.upload.creation import Creator, NewUpload
 from engine.upload.finishing import Finisher
 from engine.upload.intake import Intake, Writer

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from engine.errors import UploadError, UploadFailed, UploadGone
@@ -26,7 +26,7 @@ TERMINATED_BY_CLIENT = "the upload was terminated by the client"
 RESUME_AFTER_S = 30
 
 
-class State(str, Enum):
+class State(StrEnum):
     CREATED = "created"
     RECEIVING = "receiving"
     FINALIZING = "finalizing"
@@ -34,9 +34,6 @@ class State(str, Enum):
     FAILED = "failed"
     EXPIRED = "expired"
     TERMINATED = "terminated"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 CREATED, RECEIVING, FINALIZING, COMPLETED = State.CREATED, State.RECEIVING, State.FINALIZING, State.COMPLETED
