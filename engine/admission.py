@@ -71,7 +71,7 @@ def _confirmed_bytes(plan: Any, durable: set[int]) -> int:
     last = plan.number_of_parts
     if last in durable:
         total -= plan.part_size - plan.part_length(last)
-    return min(total, plan.size)
+    return int(min(total, plan.size))
 
 
 def load_of(session: Any) -> UploadLoad | None:
@@ -102,7 +102,7 @@ class BudgetState(Protocol):
     @property
     def tokens(self) -> float: ...
 
-    def snapshot(self) -> dict: ...
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class Admission:
             short = self.spool_shortfall(spool)
             return Refusal(
                 SPOOL_DISK,
-                f"Upload rejected: the relay's disk is nearly full ({spool.free_bytes / MIB:.0f} MiB free, "
+                f"Upload rejected: the relay's disk is nearly full ({(spool.free_bytes or 0) / MIB:.0f} MiB free, "
                 f"{spool.reserved_bytes / MIB:.0f} MiB of it reserved for uploads in progress, "
                 f"{spool.min_free_bytes / MIB:.0f} MiB kept free); try again once running uploads have moved on",
                 self._retry_after(short / (self.budget.rate_per_s * self.part_size_bytes)))
@@ -253,8 +253,8 @@ class Admission:
         spooled_now = sum(x.spooled_bytes for x in loads)
         free_now = max(0, reading.space_for_spool - spooled_now)
         status = LOW if floor > 0 and available < floor else HEALTHY
-        return SpoolView(status, free_now, reading.total_bytes, reserved, available, floor,
-                         disk.clock.monotonic() - reading.at, error)
+        age_s = disk.clock.monotonic() - reading.at if disk is not None else 0.0
+        return SpoolView(status, free_now, reading.total_bytes, reserved, available, floor, age_s, error)
 
     @staticmethod
     def spool_shortfall(view: SpoolView) -> int:

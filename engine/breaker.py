@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from engine.clock import Clock
 
@@ -192,7 +193,7 @@ class CircuitBreaker:
             for listener in self._listeners:
                 listener(self.name, old, new)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         calls, failures = self.window_counts()
         snap = {
             "name": self.name,

@@ -11,6 +11,7 @@ import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_INTERVAL_S = 0.25
 DEFAULT_WINDOW_S = 60.0
@@ -81,7 +82,7 @@ class LoopLagMonitor:
         rank = max(0, math.ceil(0.99 * len(lags)) - 1)
         return LagStats(self.last_s, lags[-1], lags[rank], len(lags))
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """The health document's `components.event_loop`."""
         s = self.stats()
         return {

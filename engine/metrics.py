@@ -53,7 +53,7 @@ class Uploads(Protocol):
 class Budget(Protocol):
     rate_limited_count: int
 
-    def snapshot(self) -> dict: ...
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 class Store(Protocol):
@@ -80,7 +80,7 @@ class RelayMetrics:
         self.sources = sources
         # Why: every counter would otherwise get a `_created` twin (its creation time) that only
         # doubles the scrape. The switch is process-wide; this is the relay's only registry.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client has no hints here
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter("relay_events", "Service events by name (the log lines' `event`)",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -98,10 +98,10 @@ def read_cgroup() -> CgroupInfo:
         limit = limit or _read_int(v1_mem / "memory.limit_in_bytes")
         used = used or _read_stat(v1_mem / "memory.stat", "total_rss")
     if v1_cpu is not None and v1_cpu.exists():
-        quota = _read_int(v1_cpu / "cpu.cfs_quota_us")
-        period = _read_int(v1_cpu / "cpu.cfs_period_us")
-        if quota and quota > 0 and period:
-            cores = cores or quota / period
+        cfs_quota = _read_int(v1_cpu / "cpu.cfs_quota_us")
+        cfs_period = _read_int(v1_cpu / "cpu.cfs_period_us")
+        if cfs_quota and cfs_quota > 0 and cfs_period:
+            cores = cores or cfs_quota / cfs_period
     host = psutil.virtual_memory().total
     if limit is not None and limit >= host:
         limit = None  # "unlimited" is reported as a huge number in v1
@@ -303,7 +303,7 @@ class IntakePacer:
         if self.rate is not None:
             self.paced_windows += 1
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {"paced": self.rate is not None,
                 "rate_mib_per_s": None if self.rate is None else round(self.rate / MIB, 1),
                 "cpu_share": round(self.cpu_share, 2), "paced_windows": self.paced_windows}

@@ -10,7 +10,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ class RetryPolicy:
     jitter_percent: float = 25.0
 
     @property
-    def attempts(self) -> int:
+    def attempts(self) -> float:
         return self.retries + 1
 
     def may_retry(self, failed_attempts: int) -> bool:
@@ -52,7 +52,7 @@ class RetryPolicy:
         return wait
 
     @classmethod
-    def from_settings(cls, s) -> "RetryPolicy":
+    def from_settings(cls, s: Any) -> "RetryPolicy":
         return cls(
             retries=s.max_retries,
             initial_delay_s=s.initial_retry_delay_s,

@@ -181,7 +181,7 @@ class GrantVerifier:
                                reason="grant_algorithm")
         try:
             claims = jwt.decode(
-                token, key, algorithms=[algorithm], audience=self.audience,
+                token, key, algorithms=[str(algorithm)], audience=self.audience,
                 # exp and nbf are checked below, on our clock, so that an expired grant can still
                 # finish its uploads; iat says nothing a grant needs.
                 options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
@@ -201,12 +201,14 @@ class GrantVerifier:
 
     def _grant(self, claims: dict[str, Any], token: str) -> Grant:
         now = self.clock.wall()
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if not _is_time(exp):
+        raw_exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not _is_time(raw_exp):
             raise _claim_error("exp", "expected seconds since the epoch")
+        exp = float(raw_exp or 0)  # _is_time checked it is a number
         if nbf is not None:
             if not _is_time(nbf):
                 raise _claim_error("nbf", "expected seconds since the epoch")
+            nbf = float(nbf)
             if now + self.leeway_s < nbf:
                 raise Unauthorized(f"the upload grant is not valid yet (valid from {int(nbf)}, "
                                    f"{math.ceil(nbf - now)} s from now)", reason="grant_not_yet_valid")

@@ -16,6 +16,7 @@ documented words (NOTION_API.md, "The File Upload object"):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -128,7 +129,7 @@ class Finisher:
         matches: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in wanted}
         cursor = None
         for _ in range(MAX_CHILDREN_PAGES):
-            listing = await self.guard.run(lambda at=cursor: self.notion.list_children(page, at))
+            listing = await self.guard.run(partial(self.notion.list_children, page, cursor))
             for block in listing.get("results") or []:
                 for name, kind in matches:
                     if shows_file(block, name, kind):

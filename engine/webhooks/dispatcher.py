@@ -6,6 +6,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from tornado.httpclient import HTTPRequest
@@ -43,7 +44,7 @@ class DeliveryPolicy:
         """Before attempt `attempt + 1`: exponential, capped, with "equal jitter" (half fixed,
         half random) so that many events failing together do not come back together."""
         delay = min(self.retry_max_s, self.retry_initial_s * 2 ** max(0, attempt - 1))
-        return delay * (0.5 + 0.5 * rand)
+        return float(delay * (0.5 + 0.5 * rand))
 
 
 Emit = Callable[..., None]
@@ -134,8 +135,11 @@ class WebhookDispatcher:
                 continue  # still ours from an earlier claim whose lease ran out: let it finish
             task = asyncio.ensure_future(self._deliver(event, now))
             self.in_flight[event.id] = task
-            task.add_done_callback(lambda _t, i=event.id: self._done(i))
+            task.add_done_callback(partial(self._task_done, event.id))
         return len(events)
+
+    def _task_done(self, event_id: str, _task: asyncio.Task[None]) -> None:
+        self._done(event_id)
 
     def _done(self, event_id: str) -> None:
         self.in_flight.pop(event_id, None)

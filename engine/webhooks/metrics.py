@@ -38,14 +38,3 @@ def webhook_metrics(dispatcher: Any) -> Iterator[Metric]:
     for outcome, n in dispatcher.attempts.items():
         attempts.add_metric([outcome], n)
     yield attempts
-
-def _pacer(self, pacer: Any | None) -> Iterator[Metric]:
-    if pacer is None:
-        return
-    snap = pacer.snapshot()
-    yield _gauge("relay_intake_paced", "1 while reads from clients are paced (the CPU quota is nearly "
-                      "used up)", 1 if snap["paced"] else 0)
-    yield _gauge("relay_intake_rate_limit_bytes", "The pace of reads from clients, bytes/s (0: not paced)",
-                      (snap["rate_mib_per_s"] or 0) * 2**20)
-    yield _gauge("relay_cpu_share_of_quota", "CPU the process used over the pacer's last window, as a "
-                      "share of what it may use (the cgroup quota, at most one core)", snap["cpu_share"])
