@@ -217,6 +217,8 @@ class CgroupSampler:
         self.samples = 0
         # (time.time(), CFS periods, throttled periods): when the quota ran out, for the timeline.
         self.cpu_marks: list[tuple[float, int, int]] = []
+        self.peak_dirty = 0
+        self.dirty_marks: list[tuple[float, int]] = []  # (time.time(), dirty + writeback bytes)
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -242,6 +244,22 @@ class CgroupSampler:
         self.samples += 1
         if r.cpu_periods is not None and r.cpu_throttled_periods is not None:
             self.cpu_marks.append((time.time(), r.cpu_periods, r.cpu_throttled_periods))
+        dirty = self._dirty_bytes()
+        if dirty is not None:
+            self.peak_dirty = max(self.peak_dirty, dirty)
+            self.dirty_marks.append((time.time(), dirty))
+
+    def _dirty_bytes(self) -> int | None:
+        """Page cache waiting to be written (dirty + under writeback), cgroup v1: spool pages the
+        kernel must write out before it can reclaim them at the limit (a write() then waits)."""
+        mem_dir = getattr(self.group, "mem_dir", None)
+        if mem_dir is None:
+            return None
+        try:
+            stat = dict(line.split() for line in (mem_dir / "memory.stat").read_text().splitlines())
+            return int(stat.get("total_dirty", 0)) + int(stat.get("total_writeback", 0))
+        except (OSError, ValueError):
+            return None
 
 
 # --- the clients -----------------------------------------------------------------------------
@@ -714,6 +732,7 @@ def memory_json(data: RunData) -> dict[str, Any]:
         "cgroup_peak_anon_sampled_bytes": s.peak_anon if s else None,
         "cgroup_peak_cache_sampled_bytes": s.peak_cache if s else None,
         "cgroup_peak_usage_sampled_bytes": s.peak_usage if s else None,
+        "cgroup_peak_dirty_sampled_bytes": s.peak_dirty if s and s.dirty_marks else None,
         "cgroup_limit_hits": r.limit_hits if r else None,
         "cgroup_oom_kills": r.oom_kills if r else None,
     }
@@ -823,6 +842,7 @@ def timeline_json(data: RunData, step_s: float = 1.0) -> list[dict[str, Any]]:
     t0 = data.load_started_at
     polls = [p for p in data.polls if p["t"] >= t0]
     marks = data.sampler.cpu_marks if data.sampler else []
+    dirty = data.sampler.dirty_marks if data.sampler else []
     end = max([p["t"] for p in polls] + [m[0] for m in marks] + [t0])
     rows = []
     for i in range(int((end - t0) / step_s) + 1):
@@ -845,6 +865,7 @@ def timeline_json(data: RunData, step_s: float = 1.0) -> list[dict[str, Any]]:
             "intake_rate_mib_per_s": min((p["intake_rate_mib_per_s"] for p in in_step
                                           if p.get("intake_rate_mib_per_s") is not None), default=None),
             "loop_lag_max_ms": max((p.get("loop_lag_ms") or 0 for p in in_step), default=None),
+            "dirty_mib_max": max((round(m[1] / MiB, 1) for m in dirty if lo <= m[0] < hi), default=None),
             "breaker": sorted({p["breaker"] for p in in_step if p.get("breaker")}),
         })
     return rows
