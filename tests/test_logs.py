@@ -126,8 +126,8 @@ def parse_logfmt(line: str) -> dict[str, object]:
 def test_relay_log_lines_parse_and_name_their_upload(tmp_path: Path, log_format: str):
     stack = unthrottled_stack(
         tmp_path, LOG_FORMAT=log_format, INITIAL_RETRY_DELAY="0.05", MAX_RETRY_DELAY="0.2", TOTAL_TIMEOUT="2",
-        # one Notion failure opens the breaker, briefly
-        CB_NOTION_FAILURE_THRESHOLD="1", CB_NOTION_TIMEOUT_DURATION="0.3",
+        # one Notion failure opens the breaker, briefly (the seeds' rule: no failure-rate window)
+        CB_NOTION_FAILURE_THRESHOLD="1", CB_NOTION_TIMEOUT_DURATION="0.3", CB_NOTION_WINDOW="0",
         # thresholds under what any process uses: HIGH_LOAD from the first sample (never CRITICAL)
         TOTAL_MEMORY_MB="100000", MEMORY_LOW_THRESHOLD="1", MEMORY_MEDIUM_THRESHOLD="2",
         MEMORY_HIGH_THRESHOLD="3", MEMORY_CRITICAL_THRESHOLD="99999")
