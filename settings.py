@@ -172,8 +172,9 @@ class Settings:
     cb_notion_timeout_duration_s: float = _env("CB_NOTION_TIMEOUT_DURATION", 30.0, _float, _between(0.01, 3600))
     # The notion breaker opens on a failure rate over a window (engine/breaker.py says why):
     # at least CB_NOTION_FAILURE_RATE % of the last CB_NOTION_WINDOW seconds' calls failed, and
-    # either the window holds CB_NOTION_MINIMUM_CALLS calls or the failures in a row reached
-    # CB_NOTION_FAILURE_THRESHOLD. CB_NOTION_WINDOW=0: consecutive failures only (the seeds').
+    # either the window holds CB_NOTION_MINIMUM_CALLS calls and CB_NOTION_FAILURE_THRESHOLD
+    # failures, or the failures in a row reached CB_NOTION_FAILURE_THRESHOLD (the threshold is a
+    # floor both ways). CB_NOTION_WINDOW=0: consecutive failures only (the seeds').
     cb_notion_window_s: float = _env("CB_NOTION_WINDOW", 10.0, _float, _between(0, 3600))
     cb_notion_failure_rate_percent: float = _env("CB_NOTION_FAILURE_RATE", 50.0, _float, _between(1, 100))
     cb_notion_minimum_calls: int = _env("CB_NOTION_MINIMUM_CALLS", 20, _int, _between(1, 1000))

@@ -9,10 +9,14 @@ minute, and each one idled every upload for `open_duration_s`. So, with a window
 > 0), the breaker looks at the outcomes of the last `window_s` seconds and opens only when at
 least `failure_rate` of them failed, and either
 
-- the window holds at least `minimum_calls` outcomes (enough to judge a rate), or
+- the window holds at least `minimum_calls` outcomes (enough to judge a rate) and at least
+  `failure_threshold` failures, or
 - the current run of consecutive failures has reached `failure_threshold` (the seeds' rule,
   kept as the floor: on a quiet relay a handful of failures in a row is all the evidence an
   outage gives, and a run that is also most of the window's calls is an outage).
+
+So `failure_threshold` stays a floor either way: never fewer failures than that open it (a
+relay configured with CB_NOTION_FAILURE_THRESHOLD=1000 to keep it closed still does).
 
 A real outage fails every call, so its run and its share of the window only grow: it opens the
 breaker once its failures are the window's majority (under the budget's 3 requests a second,
@@ -156,7 +160,7 @@ class CircuitBreaker:
         calls = len(self._window)
         if not calls or self._window_failures < self.failure_rate * calls:
             return None
-        if calls >= self.minimum_calls:
+        if calls >= self.minimum_calls and self._window_failures >= self.failure_threshold:
             return "failure_rate"
         if run >= self.failure_threshold:
             return "consecutive"

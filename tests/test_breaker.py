@@ -235,6 +235,28 @@ def test_released_calls_count_for_nothing():
     assert b.window_counts() == (0, 0) and b.stats.total_calls == 0
 
 
+def test_the_threshold_stays_a_floor_for_the_rate_too():
+    """A relay told to keep its breaker closed (CB_NOTION_FAILURE_THRESHOLD=1000) keeps it closed
+    through a window full of failures, as it did with the seeds' rule."""
+    clock = FakeClock()
+    b = notion_breaker(clock, failure_threshold=1000)
+    for i in range(200):
+        clock.advance(0.3)
+        call(b, i % 4 != 0)  # 75 % failing, runs of 3
+    assert b.state == CLOSED and b.window_counts()[0] >= MIN_CALLS
+    b = notion_breaker(clock, failure_threshold=25)
+    seen = []
+    for i in range(40):
+        clock.advance(0.3)
+        call(b, i % 4 != 0)
+        seen.append(b.window_counts()[1])
+        if b.state == OPEN:
+            break
+    # It opened on the call that brought the window's failures to the floor, not before.
+    assert b.state == OPEN and b.opened_by == "failure_rate"
+    assert seen[-1] == 0 and max(seen[:-1]) == 24  # (the window is cleared when it opens)
+
+
 def test_without_a_window_it_is_the_seeds_breaker():
     clock = FakeClock()
     b = notion_breaker(clock, window_s=0)
