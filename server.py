@@ -242,6 +242,9 @@ class Relay:
     async def serve(self) -> None:
         app = self.build()
         s = self.settings
+        # The store's epoch as it is now: without it, a Redis that loses its data before the first
+        # ownership tick would go unnoticed (engine/upload/registry.py, maintain).
+        await self.service.maintain()
         # idle_connection_timeout is also Tornado's deadline for reading a request's headers.
         # At the cap, the longest idle connection is closed to make room (handlers/slowclients.py).
         self.server = CappedHTTPServer(app, max_connections=fit_fd_limit(s.max_connections),

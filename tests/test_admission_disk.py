@@ -28,8 +28,8 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def create(url: str) -> requests.Response:
-    return requests.post(f"{url}/files/", headers={**TUS, "Upload-Length": str(MIB),
+def create(url: str, size: int = MIB) -> requests.Response:
+    return requests.post(f"{url}/files/", headers={**TUS, "Upload-Length": str(size),
                                                    "Upload-Metadata": "filename ZC50eHQ="}, timeout=30)
 
 
@@ -51,7 +51,7 @@ def test_a_low_spool_disk_refuses_new_uploads_and_health_says_so(relay_factory, 
     assert health["status"] == "degraded"
     disk = health["components"]["spool_disk"]
     assert 30 * MIB <= disk["free_bytes"] <= 35 * MIB and disk["reserved_bytes"] >= 30 * MIB
-    refused = create(relay.url)
+    refused = create(relay.url, 40 * MIB)  # reserves its 3 parts: 30 MiB
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 10
     body = refused.json()
     assert body["reason"] == "spool_disk" and "disk is nearly full" in body["error"]
