@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def _memory(argv: Sequence[str]) -> int:
@@ -23,12 +23,39 @@ def _faults(argv: Sequence[str]) -> int:
     return faults.main(argv)
 
 
+def _small(argv: Sequence[str]) -> int:
+    from bench import small
+
+    return small.main(argv)
+
+
+def _big(argv: Sequence[str]) -> int:
+    from bench import big
+
+    return big.main(argv)
+
+
+def _pipeline(argv: Sequence[str]) -> int:
+    from bench import pipeline
+
+    return pipeline.main(argv)
+
+
+def _partsize(argv: Sequence[str]) -> int:
+    from bench import partsize
+
+    return partsize.main(argv)
+
+
 # name → entry point taking the remaining arguments and returning the exit status.
-# A later "dyno" benchmark (the 512 MB / 0.2 vCPU dyno with 25 concurrent uploads) goes here.
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "memory": _memory,
     "dyno": _dyno,
     "faults": _faults,
+    "small": _small,
+    "big": _big,
+    "pipeline": _pipeline,
+    "partsize": _partsize,
 }
 DEFAULT = "memory"
 

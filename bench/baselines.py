@@ -18,8 +18,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import tornado.httpserver
 import tornado.netutil

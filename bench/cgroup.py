@@ -23,10 +23,11 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 MiB = 2**20
 CFS_PERIOD_US = 100_000

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO
 
 import pycurl
 
@@ -62,6 +63,16 @@ class Http:
             return self._perform({"Content-Type": ""})
         return self._perform({})
 
+    def empty(self, method: str, url: str, headers: Mapping[str, str], timeout_s: float = 60) -> Response:
+        """A request with no body (HEAD, or a POST such as tus's creation); any status is returned."""
+        c = self._prepare(method, url, timeout_s)
+        if method == "HEAD":
+            c.setopt(pycurl.NOBODY, 1)
+        elif method != "GET":
+            c.setopt(pycurl.POSTFIELDS, "")
+            headers = {"Content-Type": "", **headers}
+        return self._perform(headers)
+
     def send_file_part(
         self, url: str, path: Path, filename: str, content_type: str,
         fields: Mapping[str, str], timeout_s: float = 300,
@@ -86,6 +97,41 @@ class Http:
             c.setopt(pycurl.READDATA, f)
             c.setopt(pycurl.INFILESIZE_LARGE, size_bytes)
             return self._perform({"Content-Type": "application/octet-stream"})
+
+    def send_body(
+        self, method: str, url: str, path: Path, *, offset: int = 0, length: int | None = None,
+        headers: Mapping[str, str] | None = None, chunked: bool = False, timeout_s: float = 3600,
+        max_bytes_per_s: int | None = None, progress: Callable[[int], None] | None = None,
+    ) -> Response:
+        """Stream `length` bytes of path from `offset` as the body of one request.
+
+        chunked: Transfer-Encoding: chunked instead of a Content-Length. max_bytes_per_s holds
+        the link to that rate (libcurl's own pacing). progress(n) is told the bytes sent so far.
+        """
+        size = path.stat().st_size - offset if length is None else length
+        c = self._prepare(method, url, timeout_s)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            c.setopt(pycurl.UPLOAD, 1)
+            c.setopt(pycurl.READFUNCTION, _RangeReader(f, size).read)
+            # Bigger reads from the file and bigger socket writes: the client's CPU stays small.
+            c.setopt(pycurl.UPLOAD_BUFFERSIZE, 512 * 1024)
+            if not chunked:
+                c.setopt(pycurl.INFILESIZE_LARGE, size)
+            if max_bytes_per_s:
+                c.setopt(pycurl.MAX_SEND_SPEED_LARGE, int(max_bytes_per_s))
+            if progress is not None:
+                c.setopt(pycurl.NOPROGRESS, 0)
+
+                def xferinfo(_dltotal: int, _dlnow: int, _ultotal: int, ulnow: int) -> int:
+                    progress(ulnow)
+                    return 0  # go on
+
+                c.setopt(pycurl.XFERINFOFUNCTION, xferinfo)
+            extra = {"Content-Type": "application/octet-stream", **(headers or {})}
+            if chunked:
+                extra["Transfer-Encoding"] = "chunked"
+            return self._perform(extra)
 
     def _prepare(self, method: str, url: str, timeout_s: float) -> pycurl.Curl:
         c = self._curl
@@ -118,6 +164,19 @@ class Http:
         except pycurl.error as exc:
             raise HttpError(f"{c.getinfo(pycurl.EFFECTIVE_URL)}: {exc.args[-1]}") from exc
         return Response(c.getinfo(pycurl.RESPONSE_CODE), body.getvalue(), answer_headers)
+
+
+class _RangeReader:
+    """libcurl's READFUNCTION over `remaining` bytes of an open file."""
+
+    def __init__(self, f: BinaryIO, remaining: int) -> None:
+        self._f = f
+        self._remaining = remaining
+
+    def read(self, size: int) -> bytes:
+        data = self._f.read(min(size, self._remaining))
+        self._remaining -= len(data)
+        return data
 
 
 def _parse_header(raw: bytes, into: dict[str, str]) -> None:
