@@ -21,30 +21,31 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from engine.access import Access
 from engine.admission import Admission, loads_of
-from engine.auth import Access
 from engine.breaker import CircuitBreaker
 from engine.budget import SharedRequestBudget
 from engine.clock import SystemClock
 from engine.destinations import Destinations
 from engine.disk import SpoolDisk
 from engine.embedded_redis import EmbeddedRedis
-from engine.events import (
+from engine.grants import grant_access
+from engine.guard import NotionGuard
+from engine.limiter import AdaptiveLimiter, ResourceSampler, Thresholds
+from engine.locks import UploadLocks
+from engine.logs import (
     EventLog,
     PressureWatch,
     breaker_fields,
     configure_logging,
     configured_secrets,
 )
-from engine.grants import grant_access
-from engine.guard import NotionGuard
-from engine.locks import UploadLocks
 from engine.looplag import LoopLagMonitor
 from engine.metrics import RelayMetrics, Sources
 from engine.notion import NotionClient, Timeouts
+from engine.pacer import IntakePacer
 from engine.quotas import Quotas
 from engine.redis import RedisConnection
-from engine.resources import AdaptiveLimiter, IntakePacer, ResourceSampler, Thresholds
 from engine.retry import RetryPolicy
 from engine.store import CheckpointStore
 from engine.upload.scheduler import PartScheduler

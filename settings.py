@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
+from engine.access import parse_upload_tokens
 from engine.destinations import parse_destinations
-from engine.auth import parse_upload_tokens
 from engine.grants import DEFAULT_AUDIENCE, DEFAULT_LEEWAY_S, PublicKey, parse_grant_secret, parse_public_key
 from engine.webhooks import parse_webhook_secret, parse_webhook_url
 
@@ -104,7 +105,8 @@ class Settings:
     host: str = _env("HOST", "127.0.0.1", _str)
     port: int = _env("PORT", 8888, _int, _between(0, 65535))  # 0 picks a free port
     environment: str = _env("ENVIRONMENT", "development", _str, _one_of("development", "production", "test"))
-    log_format: str = _env("LOG_FORMAT", "text", lambda t: t.strip().lower(), _one_of("text", "json"))  # text = key=value
+    # text = logfmt key=value lines; json = one object per line
+    log_format: str = _env("LOG_FORMAT", "text", lambda t: t.strip().lower(), _one_of("text", "json"))
 
     # Notion
     notion_token: str | None = _env("NOTION_TOKEN", None, _optional_str)
@@ -200,7 +202,8 @@ class Settings:
                                             lambda v: None if v in ("public", "token") else "must be public or token")
     quota_concurrent_uploads: int = _env("QUOTA_CONCURRENT_UPLOADS", 5, _int, _between(1, 10000))
     quota_mb_per_hour: int = _env("QUOTA_MB_PER_HOUR", 20480, _int, _between(1, 10**9))
-    cors_origins: tuple[str, ...] = _env("CORS_ORIGINS", (), lambda t: tuple(o.strip().rstrip("/") for o in t.split(",") if o.strip()))
+    cors_origins: tuple[str, ...] = _env(
+        "CORS_ORIGINS", (), lambda t: tuple(o.strip().rstrip("/") for o in t.split(",") if o.strip()))
     max_connections: int = _env("MAX_CONNECTIONS", 200, _int, _between(1, 100000))
     max_header_bytes: int = _env("MAX_HEADER_BYTES", 16384, _int, _between(1024, 1048576))
     max_url_bytes: int = _env("MAX_URL_BYTES", 2048, _int, _between(64, 65536))
@@ -321,11 +324,13 @@ class Settings:
         thresholds = [self.memory_low_threshold_mb, self.memory_medium_threshold_mb,
                       self.memory_high_threshold_mb, self.memory_critical_threshold_mb]
         if thresholds != sorted(thresholds):
-            raise SettingsError("MEMORY_LOW_THRESHOLD < MEDIUM < HIGH < CRITICAL must hold, got " + "/".join(map(str, thresholds)))
+            raise SettingsError("MEMORY_LOW_THRESHOLD < MEDIUM < HIGH < CRITICAL must hold, got "
+                                + "/".join(map(str, thresholds)))
         if self.initial_retry_delay_s > self.max_retry_delay_s:
             raise SettingsError("INITIAL_RETRY_DELAY must not exceed MAX_RETRY_DELAY")
         if not self.checkpoint_enabled:
-            raise SettingsError("CHECKPOINT_ENABLED=false is not supported: resume and the durable offset depend on checkpoints")
+            raise SettingsError("CHECKPOINT_ENABLED=false is not supported: resume and the durable offset depend "
+                                "on checkpoints")
         if not re.match(r"^https?://[^\s/]+", self.notion_api_base):
             raise SettingsError(f"NOTION_API_BASE={self.notion_api_base!r} is invalid: must be an http(s) URL")
         if self.total_memory_mb is not None and self.total_memory_mb <= 0:

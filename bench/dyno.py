@@ -615,7 +615,7 @@ def settings_json(data: RunData) -> dict[str, Any]:
 
 
 def relay_detected(data: RunData) -> dict[str, Any]:
-    """What the relay found by itself (engine/resources.py), against what the cgroup applied."""
+    """What the relay found by itself (engine/limiter.py), against what the cgroup applied."""
     start, end = data.health_start, data.health_end
     perf = start.get("performance", {})
     applied = data.cgroup.get("applied", {})

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from engine.breaker import CircuitBreaker
 from engine.disk import HEALTHY, LOW, UNKNOWN, SpoolDisk
 from engine.errors import ServiceUnavailable
-from engine.resources import AdaptiveLimiter
+from engine.limiter import AdaptiveLimiter
 from engine.upload.partplan import PlanError, plan_parts
 from engine.upload.session import FAILED, FINAL_STATES, FINALIZING
 

@@ -21,8 +21,8 @@ from prometheus_client.registry import Collector
 
 from engine.admission import REASONS as ADMISSION_REASONS
 from engine.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from engine.limiter import CRITICAL, HIGH_LOAD, LOW_LOAD, MEDIUM_LOAD, AdaptiveLimiter
 from engine.looplag import LoopLagMonitor
-from engine.resources import CRITICAL, HIGH_LOAD, LOW_LOAD, MEDIUM_LOAD, AdaptiveLimiter
 from engine.upload.scheduler import PartScheduler
 from engine.upload.session import COMPLETED, CREATED, EXPIRED, FAILED, FINAL_STATES, FINALIZING, RECEIVING, TERMINATED
 from engine.webhooks.metrics import webhook_metrics
@@ -71,7 +71,7 @@ class Sources:
     store: Store
     looplag: LoopLagMonitor | None = None
     admission: Any | None = None  # engine.admission.Admission: spool disk, backlog, refusals
-    pacer: Any | None = None  # engine.resources.IntakePacer
+    pacer: Any | None = None  # engine.limiter.IntakePacer
     webhooks: Any | None = None  # engine.webhooks.WebhookDispatcher, when WEBHOOK_URL is set
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import tornado.web
 
-from engine.auth import Access
+from engine.access import Access
 from engine.errors import ServiceUnavailable
 from engine.grants import Grant
 from handlers.errors import (

@@ -156,7 +156,7 @@ HEALTH_COMPONENTS = obj({
         "intake": obj({"paced": BOOLEAN, "rate_mib_per_s": nullable(NUMBER), "cpu_share": NUMBER,
                        "paced_windows": COUNT},
                       description="Reads from clients, paced while the CPU quota is nearly used up "
-                                  "(engine/resources.py IntakePacer); `cpu_share` is of the usable CPU."),
+                                  "(engine/pacer.py IntakePacer); `cpu_share` is of the usable CPU."),
     }, required=["status", "memory_usage_mb", "memory_usage_percent", "rss_mb", "cpu_usage_percent",
                  "active_uploads", "optimal_workers", "resource_state", "thresholds_mb"]),
     "circuit_breakers": obj({"status": {"enum": ["healthy", "degraded"]},

@@ -14,8 +14,8 @@ from engine.admission import BUDGET_BACKLOG, Admission
 from engine.breaker import CLOSED, CircuitBreaker
 from engine.budget import Budget
 from engine.clock import Clock
+from engine.limiter import CRITICAL, AdaptiveLimiter, Sample
 from engine.looplag import LoopLagMonitor
-from engine.resources import CRITICAL, AdaptiveLimiter, Sample
 from engine.store import CheckpointStore
 from engine.upload.scheduler import PartScheduler
 from engine.upload.service import UploadService
@@ -37,7 +37,7 @@ class SystemView:
     queue_size_limit: int | None
     looplag: LoopLagMonitor | None = None
     admission: Admission | None = None
-    pacer: Any | None = None  # engine.resources.IntakePacer
+    pacer: Any | None = None  # engine.limiter.IntakePacer
     webhooks: Any | None = None  # engine.webhooks.WebhookDispatcher, when WEBHOOK_URL is set
 
     def active_uploads(self) -> int:

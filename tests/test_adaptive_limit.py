@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from engine.resources import Sample
+from engine.limiter import Sample
 from harness.processes import wait_until
 from harness.relay import MIB, PAGE_ID, make_file
 from harness.tusclient import upload

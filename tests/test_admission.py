@@ -24,8 +24,8 @@ from engine.budget import RequestBudget
 from engine.clock import FakeClock
 from engine.disk import SpoolDisk
 from engine.errors import ServiceUnavailable
+from engine.limiter import AdaptiveLimiter, Sample, Thresholds
 from engine.metrics import RelayMetrics, Sources
-from engine.resources import AdaptiveLimiter, Sample, Thresholds
 from engine.upload.partplan import plan_parts
 from engine.upload.session import COMPLETED, CREATED, FAILED, FINALIZING, RECEIVING
 from settings import Settings

@@ -1,4 +1,4 @@
-"""IntakePacer (engine/resources.py) on a fake clock and a fake CPU counter: intake is paced only
+"""IntakePacer (engine/pacer.py) on a fake clock and a fake CPU counter: intake is paced only
 while the CPU quota is nearly used up, to the rate that brings it back to the target, and the
 pace is lifted once the CPU has room again."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from engine.clock import FakeClock
-from engine.resources import IntakePacer
+from engine.pacer import IntakePacer
 
 MIB = 2**20
 

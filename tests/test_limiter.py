@@ -5,13 +5,13 @@ import asyncio
 
 import pytest
 
-from engine import resources
+from engine import limiter as resources
 from engine.breaker import CircuitBreaker
 from engine.budget import RequestBudget
 from engine.clock import FakeClock
 from engine.guard import NotionGuard
+from engine.limiter import CRITICAL, HIGH_LOAD, LOW_LOAD, MEDIUM_LOAD, AdaptiveLimiter, Sample, Thresholds
 from engine.notion import Failure
-from engine.resources import CRITICAL, HIGH_LOAD, LOW_LOAD, MEDIUM_LOAD, AdaptiveLimiter, Sample, Thresholds
 
 MIB = 2**20
 SEEDS = Thresholds(200, 350, 450, 500)

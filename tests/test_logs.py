@@ -1,5 +1,5 @@
 """Structured logs: JSON lines or logfmt (LOG_FORMAT), the seeds' event names, an upload id on
-every line, secrets masked (engine/events.py)."""
+every line, secrets masked (engine/logs.py)."""
 from __future__ import annotations
 
 import io
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from engine.events import (
+from engine.logs import (
     EventLog,
     JsonFormatter,
     KeyValueFormatter,

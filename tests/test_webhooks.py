@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from engine.clock import SystemClock
-from engine.events import Redactor
+from engine.logs import Redactor
 from engine.store import CheckpointStore
 from engine.webhooks import (
     DUE_KEY,
@@ -103,7 +103,7 @@ def test_the_body_is_the_specs_shape_with_the_uploads_data():
 
 
 def test_redaction_masks_jwts_and_webhook_secrets():
-    from engine.events import configured_secrets
+    from engine.logs import configured_secrets
     jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl"
     r = Redactor(configured_secrets(None, (), None, grant_secret="g" * 40, webhook_secret=SECRET,
                                     webhook_url="https://u:pass-word-1@h.example/x?token=querysecret1"))

@@ -152,7 +152,7 @@ class GrantScope:
 
 
 def grant_access(settings: Any, redis: RedisSource, clock: Clock) -> dict[str, Any]:
-    """Access's grant fields (engine.auth.Access(..., **grant_access(...))): empty without grants."""
+    """Access's grant fields (engine.access.Access(..., **grant_access(...))): empty without grants."""
     if not settings.grants_enabled:
         return {}
     verifier = GrantVerifier(clock, secret=settings.upload_grant_secret, public_key=settings.upload_grant_public_key,

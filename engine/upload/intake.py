@@ -56,7 +56,7 @@ class Intake:
         self.emit = emit
         self.spawn = spawn
         self.bytes_received = 0  # body bytes of requests that ended (Writer._tally)
-        # Set by server.py: IntakePacer.take (engine/resources.py), asked for every body chunk; it
+        # Set by server.py: IntakePacer.take (engine/pacer.py), asked for every body chunk; it
         # pauses reads while the CPU quota is nearly used up, so health and new requests still get
         # their turn on a fifth of a CPU. None: never paced.
         self.pace: Callable[[int], Awaitable[None] | None] | None = None
