@@ -449,3 +449,35 @@ async def test_a_create_that_ended_undecided_is_adopted_by_the_clients_retry(win
     wing.notion.scripts["list"].clear()
     s = await wing.service.create(filename="a.txt", size=100, content_type="text/plain")
     assert len(wing.notion.uploads) == 1 and s.record.notion_file_upload_id in wing.notion.uploads
+
+
+async def test_files_finishing_while_the_append_waits_for_the_budget_join_it(tmp_path):
+    from engine.clock import FakeClock
+
+    wing = build_wing(tmp_path / "spool", append_window_s=0.2)
+    finisher = wing.service.pipeline.finisher
+    finisher.batcher.clock = FakeClock()
+    budget = asyncio.Event()
+    passing = finisher.once.guard
+
+    class WaitsForBudget:
+        async def run(self, call, deadline=None, wait_if_open=True):
+            await budget.wait()
+            return await passing.run(call, deadline, wait_if_open)
+
+    sessions = [await wing.service.create(filename=f"b{i}.txt", size=500 + i, content_type="text/plain")
+                for i in range(5)]
+    finisher.once.guard = WaitsForBudget()  # appends (and only they, from here on) wait for a token
+    first = [asyncio.ensure_future(send(wing, s.id, payload(500 + i, seed=i))) for i, s in enumerate(sessions[:3])]
+    await until(lambda: PAGE in finisher.batcher._open and len(finisher.batcher._open[PAGE].children) == 3)
+    finisher.batcher.clock.advance(0.2)  # the window is over: the batch now waits for a token
+    later = [asyncio.ensure_future(send(wing, s.id, payload(503 + i, seed=3 + i))) for i, s in enumerate(sessions[3:])]
+    await until(lambda: len(finisher.batcher._open.get(PAGE, AppendBatchStub).children) == 5)
+    budget.set()
+    await asyncio.gather(*first, *later)
+    assert wing.notion.calls["attach"] == 1 and len(wing.notion.blocks[PAGE]) == 5
+    assert all(s.state == COMPLETED and s.record.block_id for s in sessions)
+
+
+class AppendBatchStub:
+    children: list = []

@@ -7,10 +7,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-
 from engine.clock import Clock
 from engine.errors import Unauthorized
 from engine.filetypes import base_type
@@ -61,6 +57,10 @@ class PublicKey:
 def parse_public_key(text: str) -> PublicKey | None:
     """A PEM public key (the text itself, `\\n` escapes allowed, or a path to a file). A private
     key is refused: the relay must hold nothing able to mint grants."""
+    # Why imported here: PyJWT and cryptography cost ~10 MiB of RSS, paid only when grants are on.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
     text = text.strip()
     if not text:
         return None
@@ -147,6 +147,8 @@ class GrantVerifier:
 
     def __init__(self, clock: Clock, *, secret: str | None = None, public_key: PublicKey | None = None,
                  audience: str = DEFAULT_AUDIENCE, leeway_s: float = DEFAULT_LEEWAY_S) -> None:
+        from cryptography.hazmat.primitives import serialization  # only when grants are on (see above)
+
         if not secret and public_key is None:
             raise ValueError("a grant verifier needs UPLOAD_GRANT_SECRET or UPLOAD_GRANT_PUBLIC_KEY")
         self.clock = clock
@@ -170,6 +172,8 @@ class GrantVerifier:
     def verify(self, token: str) -> Grant:
         """The grant, or Unauthorized with the reason. An expired grant is returned with
         `expired=True` for up to FINISH_WINDOW_S past its exp (creation refuses it)."""
+        import jwt  # only when grants are on: see parse_public_key
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -2,10 +2,12 @@
 request (Notion takes up to 100 children per append: NOTION_API.md, attach).
 
 A small file costs create, send and append; batching the appends spends the request budget —
-shared by every user of the relay — on bytes instead. The first file of a batch waits at most
-`window_s`, later ones less; a batch that reaches 100 children goes at once. What the request
-does and how its unknown outcomes are decided is the sender's business (finishing.py): a
-batch is one request, so it landed whole or not at all.
+shared by every user of the relay — on bytes instead. A batch waits `window_s` for company
+(a batch of 100 goes at once), then asks to be sent; it stays open to later files until its
+request actually leaves — after the breaker and the budget let it — and is sealed then, so a
+budget that makes requests wait makes batches larger instead of more numerous. What the request
+does and how its unknown outcomes are decided is the sender's business (finishing.py): a batch
+is one request, so it landed whole or not at all.
 """
 from __future__ import annotations
 
@@ -19,16 +21,31 @@ from engine.upload.session import UploadSession
 
 MAX_CHILDREN = 100
 
-# send(page, sessions, children) → the block each child became (None when it cannot be told).
-Send = Callable[[str, list[UploadSession], list[dict[str, Any]]], Awaitable[list[dict[str, Any] | None]]]
 
 
 @dataclass
-class _Batch:
+class AppendBatch:
+    """Files waiting to be appended to one page in one request."""
+    page: str
     sessions: list[UploadSession] = field(default_factory=list)
     children: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Future[list[dict[str, Any] | None]] | None = None
     full: asyncio.Event = field(default_factory=asyncio.Event)
+    sealed: bool = False
+    on_seal: Callable[[AppendBatch], None] | None = None
+
+    def seal(self) -> list[dict[str, Any]]:
+        """No more files join: the request is leaving with these children."""
+        if not self.sealed:
+            self.sealed = True
+            if self.on_seal is not None:
+                self.on_seal(self)
+        return self.children
+
+
+# send(batch) → the block each child became (None when it cannot be told); it calls
+# batch.seal() when its request leaves.
+Send = Callable[[AppendBatch], Awaitable[list[dict[str, Any] | None]]]
 
 
 class AppendBatcher:
@@ -36,37 +53,43 @@ class AppendBatcher:
         self.clock = clock
         self.window_s = window_s
         self.send = send
-        self._open: dict[str, _Batch] = {}  # page → the batch still taking children
+        self._open: dict[str, AppendBatch] = {}  # page → the batch still taking children
         self.batches_sent = 0
 
     async def append(self, s: UploadSession, page: str, child: dict[str, Any]) -> dict[str, Any] | None:
         """Append `child` to `page` with whatever else goes there now; the block it became."""
         if self.window_s <= 0:
-            return (await self.send(page, [s], [child]))[0]
+            return (await self.send(AppendBatch(page, [s], [child])))[0]
         batch = self._open.get(page)
         if batch is None:
-            batch = self._open[page] = _Batch(done=asyncio.get_running_loop().create_future())
-            asyncio.ensure_future(self._flush_later(page, batch))
+            batch = self._open[page] = AppendBatch(page, done=asyncio.get_running_loop().create_future(),
+                                                   on_seal=self._closed)
+            asyncio.ensure_future(self._flush_later(batch))
         index = len(batch.children)
         batch.sessions.append(s)
         batch.children.append(child)
         if len(batch.children) >= MAX_CHILDREN:
+            self._closed(batch)  # later files start the next batch
             batch.full.set()
         assert batch.done is not None
         results = await asyncio.shield(batch.done)
         return results[index] if index < len(results) else None
 
-    async def _flush_later(self, page: str, batch: _Batch) -> None:
+    def _closed(self, batch: AppendBatch) -> None:
+        if self._open.get(batch.page) is batch:
+            del self._open[batch.page]
+
+    async def _flush_later(self, batch: AppendBatch) -> None:
         assert batch.done is not None
         waits = {asyncio.ensure_future(self.clock.sleep(self.window_s)), asyncio.ensure_future(batch.full.wait())}
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
-        if self._open.get(page) is batch:
-            del self._open[page]  # later files start the next batch
         self.batches_sent += 1
         try:
-            batch.done.set_result(await self.send(page, batch.sessions, batch.children))
+            batch.done.set_result(await self.send(batch))
         except BaseException as exc:  # every file of the batch gets the same answer
             batch.done.set_exception(exc)
             batch.done.exception()  # retrieved: each member re-raises it through shield
+        finally:
+            self._closed(batch)

@@ -25,7 +25,7 @@ from engine.errors import UploadFailed, UploadGone
 from engine.filetypes import block_type_for
 from engine.notion import rich_text
 from engine.notion_answers import Failure
-from engine.upload.batching import AppendBatcher
+from engine.upload.batching import AppendBatch, AppendBatcher
 from engine.upload.interfaces import Guard, NotionFiles
 from engine.upload.once import Check, OnceRunner, Undecided
 from engine.upload.session import NOTION_WINDOW_PASSED, UploadSession
@@ -106,22 +106,25 @@ class Finisher:
         block = await self.batcher.append(s, s.record.page_id or "", {"type": block_type, block_type: media})
         s.record.block_id = block.get("id") if isinstance(block, dict) else None
 
-    async def append_batch(self, page: str, sessions: list[UploadSession],
-                           children: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    async def append_batch(self, batch: AppendBatch) -> list[dict[str, Any] | None]:
         """One append of several files' blocks, exactly once: the request landed whole or not at
         all, so the first file's state tells for every one; each file's block is then found by
         its type and name (blocks never carry the file_upload id)."""
-        async def attached() -> dict[str, Any] | None:
-            if not await self._is_attached(sessions[0]):
-                return None
-            return {"object": "list", "results": await self._find_blocks(page, sessions)}
+        page = batch.page
 
-        result = await self._once("attach", sessions[0], lambda: self.notion.append_children(page, children),
-                                  attached, settle=True)
+        async def request() -> dict[str, Any]:
+            return await self.notion.append_children(page, batch.seal())  # sealed as it leaves
+
+        async def attached() -> dict[str, Any] | None:
+            if not await self._is_attached(batch.sessions[0]):
+                return None
+            return {"object": "list", "results": await self._find_blocks(page, batch.sessions)}
+
+        result = await self._once("attach", batch.sessions[0], request, attached, settle=True)
         results = result.get("results") or []
-        if len(results) == len(children):  # Notion answers the appended blocks in order
+        if len(results) == len(batch.children):  # Notion answers the appended blocks in order
             return list(results)
-        return await self._find_blocks(page, sessions) if results else [None] * len(sessions)
+        return await self._find_blocks(page, batch.sessions) if results else [None] * len(batch.sessions)
 
     async def _find_blocks(self, page: str, sessions: list[UploadSession]) -> list[dict[str, Any] | None]:
         """The newest block on the page showing each file (type and name), each block used once."""
