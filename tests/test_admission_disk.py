@@ -4,7 +4,6 @@ them again once space is back. The decisions themselves are tested on fakes in t
 this proves the wiring (statvfs on the limiter's tick, health, the 503's body)."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import requests
 
 from harness.processes import wait_until
 from harness.relay import MIB
+from tests.support import tmpfs
 
 DISK_BYTES = 64 * MIB
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -19,13 +19,8 @@ TUS = {"Tus-Resumable": "1.0.0"}
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    mount = tmp_path / "spool-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs.small_disk(tmp_path, DISK_BYTES) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def create(url: str, size: int = MIB) -> requests.Response:

@@ -7,7 +7,6 @@ the exact spool writes, such uploads ended "completed" with stale bytes inside t
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ from harness.processes import wait_until
 from harness.relay import MIB, make_file
 from harness.stacks import unthrottled_stack
 from harness.tusclient import upload
+from tests.support import tmpfs
 
 DISK_BYTES = 128 * MIB
 FREE_AT_FIRST = 20 * MIB
@@ -26,13 +26,8 @@ UPLOADS = 3
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    mount = tmp_path / "spool-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs.small_disk(tmp_path, DISK_BYTES) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(path: Path, size: int) -> None:
