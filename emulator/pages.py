@@ -226,20 +226,15 @@ class PagesHandler(ContentHandler):
                 )
         now = emu.clock.now()
         uploads = self.check_children(spec.children, now)
-        page = Block(
-            id=str(uuid.uuid4()),
-            page_id=spec.parent_id,
-            type="child_page",
-            upload_id=None,
-            created_at=now,
-            creator_bot_id=objects.bot_id(self.token),
-            caption=[],
-            name=None,
-            content={"title": spec.title, "icon": spec.icon, "cover": spec.cover},
-        )
+        page = self.page_block(spec.parent_id, now, {"title": spec.title, "icon": spec.icon, "cover": spec.cover})
         emu.store.append_blocks(spec.parent_id, [page])
         self.append(page.id, "page_id", spec.children, uploads, now)
         self.reply(objects.page(page, self.version))
+
+    def page_block(self, parent_id: str, now: float, content: dict[str, Any], **extra: Any) -> Block:
+        """A page (a `child_page` block) under a page, or a row under a data source."""
+        return Block(id=str(uuid.uuid4()), page_id=parent_id, type="child_page", upload_id=None, created_at=now,
+                     creator_bot_id=objects.bot_id(self.token), caption=[], name=None, content=content, **extra)
 
     def create_row(self, spec: blocks.PageSpec) -> None:
         """A new row of a data source: every check first, then one journal line."""
@@ -248,18 +243,8 @@ class PagesHandler(ContentHandler):
         source = self.parent_source(spec.parent_kind, spec.parent_id)
         title, values, attached = self.row_values(spec.properties, source, now)
         uploads = self.check_children(spec.children, now)
-        row = Block(
-            id=str(uuid.uuid4()),
-            page_id=source.id,
-            type="child_page",
-            upload_id=None,
-            created_at=now,
-            creator_bot_id=objects.bot_id(self.token),
-            caption=[],
-            name=None,
-            content={"title": title or [], "icon": spec.icon, "cover": spec.cover, "properties": values},
-            parent_type="data_source_id",
-        )
+        row = self.page_block(source.id, now, {"title": title or [], "icon": spec.icon, "cover": spec.cover,
+                                               "properties": values}, parent_type="data_source_id")
         with emu.store.journal.batch():
             emu.store.append_blocks(source.id, [row])
             self.attach_uploads(row.id, attached)
