@@ -12,6 +12,8 @@ from harness.relay import RelayProcess, start_relay
 from harness.stacks import Stack
 from tests.support.emulator import emulator  # noqa: F401  (fixture)
 
+# The browser fixtures (`browser`, `page`) for the Chromium test files.
+pytest_plugins = ["tests.support.browser"]
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The in-process tier runs first: it fails in seconds where an end-to-end run takes minutes."""

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, Request, expect
 from harness.emulator import NotionClient
 from harness.processes import wait_until
 from harness.relay import MIB, PAGE_ID, make_file
-from tests.support.browser import ARTIFACTS, axe_violations, launch_browser, open_page
+from tests.support.browser import ARTIFACTS, axe_violations, open_page
 from tests.test_destinations import ROW_SCHEMA, caption_of, new_page
 from tests.test_exactly_once import page_blocks
 
@@ -34,18 +34,7 @@ SLOW_SENDS = {"rate": 1, "kinds": {"slow": 1}, "endpoints": ["send"], "slow_s": 
 TOKEN = "browser-test-token-0123456789"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_browser() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    with open_page(browser, f"browser-{request.node.name}") as p:
-        yield p
+ARTIFACT_PREFIX = "browser"  # names the page fixture's screenshots and logs
 
 
 class Patches:

@@ -6,32 +6,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import jwt
 import pytest
 import redis as redis_sync
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import expect
 
 from harness.relay import MIB, make_file
-from tests.support.browser import launch_browser, open_page
 
 SECRET = "grant-secret-for-the-page-test-0123456789abcdef"
 STORED = "Stored in Notion"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_browser() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    with open_page(browser, f"grant-{request.node.name}") as p:
-        yield p
+ARTIFACT_PREFIX = "grant"  # names the page fixture's screenshots and logs
 
 
 def test_the_page_uploads_with_a_grant_handed_over_in_the_fragment(page, relay_factory, redis_server, tmp_path):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from harness.processes import ROOT
@@ -98,3 +99,19 @@ def axe_violations(page: Page, tags: list[str] = WCAG_A_AA) -> list[dict]:
         tags,
     )
     return result
+
+
+# Fixtures for the browser test files (registered by tests/conftest.py's pytest_plugins): one
+# Chromium per module, a fresh page per test whose artifacts are named after the module's
+# ARTIFACT_PREFIX and the test.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launch_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    prefix = getattr(request.module, "ARTIFACT_PREFIX", "browser")
+    with open_page(browser, f"{prefix}-{request.node.name}") as p:
+        yield p
