@@ -142,6 +142,35 @@ async def test_at_most_two_parts_per_upload_wait_or_fly(wing):
     assert most <= 2 and s.state == COMPLETED
 
 
+async def test_a_fast_client_leaves_at_most_two_parts_to_send_at_its_last_byte(wing):
+    """The next part is read only once a send slot frees, so the spool leads the sends by one
+    part at most, and the time from the last byte to "completed" is two part sends, not three."""
+    data = payload(6 * PART + 11)
+    s = await wing.service.create(filename="a.txt", size=len(data), content_type="text/plain")
+    release = asyncio.Semaphore(0)
+    original = wing.notion.send_part
+    left_at_last_byte: list[int] = []
+
+    async def one_at_a_time(*args, **kwargs):
+        await release.acquire()
+        return await original(*args, **kwargs)
+
+    wing.notion.send_part = one_at_a_time  # type: ignore[method-assign]
+    writing = asyncio.ensure_future(send(wing, s.id, data))
+    await until(lambda: wing.service.pipeline.scheduler.pending(s.id) == 2)
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert s.assembler.received == 2 * PART  # paused at the part's boundary, not one part on
+    while not writing.done():
+        if s.assembler.received == len(data) and not left_at_last_byte:
+            left_at_last_byte.append(s.plan.number_of_parts - len(s.durable))
+        release.release()
+        for _ in range(50):
+            await asyncio.sleep(0)
+    await writing
+    assert left_at_last_byte == [2] and s.state == COMPLETED
+
+
 # --- ambiguity, decided from Notion's state -----------------------------------------------------
 
 @pytest.mark.parametrize("operation", ["create", "send", "complete", "attach"])

@@ -5,7 +5,8 @@
                                                        complete (multi_part) → attach → completed
 
 This is the part sink intake writes into: `hand_over` returns an awaitable only when the
-scheduler has no room for the upload (the back-pressure that pauses the client's socket).
+scheduler has no room for the upload (the back-pressure that pauses the client's socket) —
+also once it is full, before the next part is read.
 """
 from __future__ import annotations
 
@@ -49,8 +50,15 @@ class PartPipeline:
         room (so a request pauses only when there is back-pressure, not at every part)."""
         while s.ready and s.state not in STOPPED_STATES and self.scheduler.has_room(s.id):
             self._dispatch(s, s.ready.popleft())
-        if s.ready and s.state not in STOPPED_STATES:
+        if s.state in STOPPED_STATES:
+            return None
+        if s.ready:
             return self.drain(s)
+        if s.assembler.received < s.plan.size and not self.scheduler.has_room(s.id):
+            # Read the next part only once a send slot frees: the spool then leads the sends by
+            # at most one part, and at the file's last byte at most `per_upload` parts are left
+            # to send (not one more, which a fast client would otherwise always leave).
+            return self.scheduler.wait_for_room(s.id)
         return None
 
     async def drain(self, s: UploadSession) -> None:
