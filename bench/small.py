@@ -157,10 +157,13 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 def measure_mode(mode: str, files: Sequence[Payload], work: Path, logs: Path,
                  args: argparse.Namespace) -> dict[str, Any]:
-    doc: dict[str, Any] = {"mode": mode, "relay_env": MODES[mode], "ok": False}
+    relay_env = dict(MODES[mode])
+    if mode == "on" and args.window_ms is not None:
+        relay_env[BATCH_SETTING] = str(args.window_ms)
+    doc: dict[str, Any] = {"mode": mode, "relay_env": relay_env, "ok": False}
     emulator_args = ["--rate-limit", args.rate_limit, "--discard-files"]
     print(f"  batching {mode}: {len(files)} files, {args.clients} clients …", flush=True)
-    with relay_stack(work, logs, emulator_args=emulator_args, relay_env=MODES[mode], cgroup=args.cgroup,
+    with relay_stack(work, logs, emulator_args=emulator_args, relay_env=relay_env, cgroup=args.cgroup,
                      name=f"small-{mode}") as stack:
         doc["cgroup"] = stack.describe()
         time.sleep(1.0)
@@ -290,6 +293,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--max-size", default=DEFAULT_MAX_SIZE, help=f"largest file ({DEFAULT_MAX_SIZE})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the sizes")
     p.add_argument("--modes", default="on,off", help="batching on, off or both (on,off)")
+    p.add_argument("--window-ms", type=int, default=None,
+                   help=f"{BATCH_SETTING} for the run with batching on (default: the relay's own)")
     p.add_argument("--rate-limit", default=NOTION_RATE_LIMIT,
                    help=f"Notion's limit for the emulator ({NOTION_RATE_LIMIT})")
     p.add_argument("--cgroup", choices=("none", "auto", "v1", "v2"), default="auto",
