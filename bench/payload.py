@@ -14,7 +14,7 @@ GiB = 2**30
 
 # The relay's default PART_SIZE_MB; the bare libcurl baseline cuts the file with the relay's own
 # plan_parts so that the floor is the same work.
-DEFAULT_PART_BYTES = 10 * MiB
+DEFAULT_PART_BYTES = 20 * MiB
 
 # Random bytes defeat any compression on the path; a 1 MiB block keeps generation fast.
 _BLOCK_BYTES = MiB

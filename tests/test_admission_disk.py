@@ -33,8 +33,10 @@ def spool_disk(relay) -> dict:
 
 
 def test_a_low_spool_disk_refuses_new_uploads_and_health_says_so(relay_factory, small_disk: Path):
-    # 64 MiB disk, 16 MiB kept free; a new upload of unknown size reserves 3 parts (30 MiB).
-    relay = relay_factory(SPOOL_DIR=str(small_disk / "spool"), SPOOL_MIN_FREE_MB="16", METRICS_INTERVAL="0.2")
+    # 64 MiB disk, 16 MiB kept free; a new upload of unknown size reserves 3 parts (30 MiB with
+    # the 10 MiB parts set here; 3 default parts of 20 MiB would not fit the disk to begin with).
+    relay = relay_factory(SPOOL_DIR=str(small_disk / "spool"), SPOOL_MIN_FREE_MB="16", METRICS_INTERVAL="0.2",
+                          PART_SIZE_MB="10")
     disk = spool_disk(relay)
     assert disk["status"] == "healthy" and disk["total_bytes"] == DISK_BYTES and disk["min_free_mb"] == 16
     assert create(relay.url).status_code == 201

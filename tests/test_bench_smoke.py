@@ -17,7 +17,7 @@ from bench import memory
 from bench.payload import MiB, make_payload, parse_size
 from harness.processes import ROOT
 
-# 8 MiB goes to Notion as one single_part send, 24 MiB as three multi_part parts: both paths.
+# 8 MiB goes to Notion as one single_part send, 24 MiB as multi_part (parts of 20 and 4 MiB): both paths.
 SMOKE_SIZES = "8M,24M"
 
 

@@ -22,11 +22,13 @@ from playwright.sync_api import Browser, Page, Request, expect
 from harness.emulator import NotionClient
 from harness.processes import wait_until
 from harness.relay import MIB, PAGE_ID, make_file
+from settings import Settings
 from tests.support.browser import ARTIFACTS, axe_violations, open_page
 from tests.test_destinations import ROW_SCHEMA, caption_of, new_page
 from tests.test_exactly_once import page_blocks
 
 MAX_PATCH_BYTES = 8 * MIB
+PART = Settings.from_env({}).part_size_bytes  # the relay's default part size (PART_SIZE_MB)
 STORED = "Stored in Notion"
 NOTION_AWAY = "Notion is not answering; your file is safe here and will continue."
 # Sends take a second each, so an upload is still running when the test interrupts it.
@@ -118,7 +120,7 @@ def test_two_files_are_stored_in_notion_through_the_page(wide_page, relay_factor
         expect(row(page, path.name).locator(".result")).to_contain_text(status["notion"]["file_upload_id"])
         expect(row(page, path.name).locator(".numbers")).to_contain_text("stored in Notion 60.0 MiB (100%)"
                                                                           if path is big else "(100%)")
-    # Every PATCH fits in one part-sized window: 8 MiB steps for the 60 MiB file (10 MiB parts).
+    # Every PATCH fits in one part-sized window: 8 MiB steps for the 60 MiB file (20 MiB parts).
     big_offsets = next(v for url, v in patches.offsets.items() if url.endswith(upload_id(page, big.name)))
     assert sorted(set(big_offsets)) == list(range(0, 60 * MIB, MAX_PATCH_BYTES)), big_offsets
     # Nothing from elsewhere: the page works on a machine without internet.
@@ -188,7 +190,7 @@ def test_reload_then_choosing_the_same_file_resumes_the_upload(page, relay_facto
     expect(row(page, path.name).locator(".state")).to_have_text(STORED, timeout=45_000)
     assert upload_id(page, path.name) == uid
     offsets = [o for v in patches.offsets.values() for o in v]
-    assert offsets and min(offsets) >= 10 * MIB, f"the resumed upload sent from {offsets}"
+    assert offsets and min(offsets) >= PART, f"the resumed upload sent from {offsets}"
     assert stored_sha256(relay, emulator, uid) == sha
 
 
@@ -576,7 +578,7 @@ def test_after_a_reload_an_upload_that_failed_meanwhile_starts_over_when_chosen_
     page.click("#start")
     first = upload_id(page, path.name)
     emulator.set_plan(max_file_bytes=1 * MIB)  # Notion refuses every part from now on
-    wait_until(lambda: relay.status(first)["bytes_uploaded"] >= 10 * MIB, timeout_s=30, message="a whole part")
+    wait_until(lambda: relay.status(first)["bytes_uploaded"] >= PART, timeout_s=30, message="a whole part")
     page.reload()  # the tab goes away mid-upload; the browser keeps the upload's address
     emulator.clear_faults()
 

@@ -36,7 +36,8 @@ def test_a_clock_65_minutes_ahead_expires_nothing(emulator, redis_server, tmp_pa
     try:
         job = Background(holder.url, path)
         upload_id = job.upload_id
-        wait_until(lambda: holder.status(upload_id)["durable_offset"] >= 10 * MIB, timeout_s=60, message="a part")
+        # Part 1 durable, whatever the part size: the holder has the upload in hand.
+        wait_until(lambda: holder.status(upload_id)["durable_offset"] > 0, timeout_s=60, message="a part")
         end = time.monotonic() + 3  # ten sweeps of the instance that is ahead
         while time.monotonic() < end:
             head = requests.head(f"{ahead.url}/files/{upload_id}", headers=TUS, timeout=10)

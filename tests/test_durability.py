@@ -18,6 +18,11 @@ from harness.relay import MIB, make_file, start_relay
 from harness.tusclient import upload
 
 SLOW_SENDS = {"rate": 1, "kinds": {"slow": 1}, "endpoints": ["send"], "slow_s": 0.4}
+# Tests that stop a relay after some parts and need parts left to resume fix the part size,
+# so that their files stay as many parts as they count on (the default, 20 MiB, is tested by
+# the end-to-end uploads of test_tus_uploads.py and others).
+PART = 10 * MIB
+TEN_MIB_PARTS = {"PART_SIZE_MB": str(PART // MIB)}
 
 
 def durable_parts(redis_url: str, upload_id: str) -> set[int]:
@@ -79,15 +84,16 @@ def test_kill_9_mid_upload_then_restart_resumes_without_resending_durable_parts(
     path = tmp_path / "crash.txt"
     sha = make_file(path, size)
     emulator.set_faults(SLOW_SENDS)
-    relay = start_relay(tmp_path / "relay", emulator.url, redis_server.url)
+    relay = start_relay(tmp_path / "relay", emulator.url, redis_server.url, **TEN_MIB_PARTS)
     port = port_of(relay)
     job = Background(relay.url, path)
     upload_id = job.upload_id
-    wait_until(lambda: len(durable_parts(redis_server.url, upload_id)) >= 5, timeout_s=60, message="5 durable parts")
+    wait_until(lambda: len(durable_parts(redis_server.url, upload_id)) >= 5, timeout_s=60,
+               message="5 durable parts of 20")
     relay.kill()
     before = durable_parts(redis_server.url, upload_id)
     emulator.clear_faults()
-    restarted = start_relay(tmp_path / "relay", emulator.url, redis_server.url, PORT=port)
+    restarted = start_relay(tmp_path / "relay", emulator.url, redis_server.url, PORT=port, **TEN_MIB_PARTS)
     try:
         job.join()
         stored = assert_intact(emulator, restarted, upload_id, sha)
@@ -102,16 +108,17 @@ def test_embedded_redis_keeps_checkpoints_across_a_crash(emulator, tmp_path):
     path = tmp_path / "embedded.txt"
     sha = make_file(path, size)
     emulator.set_faults(SLOW_SENDS)
-    relay = start_relay(tmp_path / "relay", emulator.url, None)  # no REDIS_URL: the embedded default
+    # No REDIS_URL: the embedded default.
+    relay = start_relay(tmp_path / "relay", emulator.url, None, **TEN_MIB_PARTS)
     port = port_of(relay)
     job = Background(relay.url, path)
     upload_id = job.upload_id
-    wait_until(lambda: relay.status(upload_id)["durable_offset"] >= 20 * MIB, timeout_s=60, message="2 parts")
+    wait_until(lambda: relay.status(upload_id)["durable_offset"] >= 2 * PART, timeout_s=60, message="2 parts of 5")
     relay.kill()
     emulator.clear_faults()
-    restarted = start_relay(tmp_path / "relay", emulator.url, None, PORT=port)
+    restarted = start_relay(tmp_path / "relay", emulator.url, None, PORT=port, **TEN_MIB_PARTS)
     try:
-        assert restarted.status(upload_id)["durable_offset"] >= 20 * MIB
+        assert restarted.status(upload_id)["durable_offset"] >= 2 * PART
         job.join()
         assert_intact(emulator, restarted, upload_id, sha)
     finally:
@@ -123,13 +130,13 @@ def test_another_instance_takes_over_when_the_first_dies(emulator, redis_server,
     path = tmp_path / "moves.txt"
     sha = make_file(path, size)
     emulator.set_faults(SLOW_SENDS)
-    a = start_relay(tmp_path / "a", emulator.url, redis_server.url, LOCK_TTL="2")
-    b = start_relay(tmp_path / "b", emulator.url, redis_server.url, LOCK_TTL="2")
+    a = start_relay(tmp_path / "a", emulator.url, redis_server.url, LOCK_TTL="2", **TEN_MIB_PARTS)
+    b = start_relay(tmp_path / "b", emulator.url, redis_server.url, LOCK_TTL="2", **TEN_MIB_PARTS)
     target = {"url": a.url}
     try:
         job = Background(lambda: target["url"], path)
         upload_id = job.upload_id
-        wait_until(lambda: a.status(upload_id)["durable_offset"] >= 10 * MIB, timeout_s=60, message="a part on A")
+        wait_until(lambda: a.status(upload_id)["durable_offset"] >= PART, timeout_s=60, message="a part of 6 on A")
         a.kill()
         target["url"] = b.url  # the router now sends the client to B
         emulator.clear_faults()
@@ -186,7 +193,8 @@ def test_sigterm_exits_cleanly_then_the_upload_resumes(emulator, redis_server, t
     port = port_of(relay)
     job = Background(relay.url, path)
     upload_id = job.upload_id
-    wait_until(lambda: relay.status(upload_id)["durable_offset"] >= 10 * MIB, timeout_s=60, message="a part")
+    # The default part size (80 MiB: 4 parts); durable_offset > 0 once part 1 is durable.
+    wait_until(lambda: relay.status(upload_id)["durable_offset"] > 0, timeout_s=60, message="a part")
     started = time.monotonic()
     relay.signal(signal.SIGTERM)
     assert relay.wait(20) == 0
@@ -241,8 +249,10 @@ def test_an_idle_upload_past_notions_expiry_is_gone(tmp_path, redis_server):
 
 def test_three_instances_share_one_budget_and_never_see_a_429(tmp_path, redis_server):
     emulator = start_emulator(tmp_path / "emulator", "--rate-limit", "12/4")
-    relays = [start_relay(tmp_path / f"r{i}", emulator.url, redis_server.url, NOTION_RATE_LIMIT="12/4")
-              for i in range(3)]
+    # 10 MiB parts: each 21 MiB file is create + 3 sends + complete, so 15 files need at least
+    # 75 requests from the 12/4 budget (attaches may share appends).
+    relays = [start_relay(tmp_path / f"r{i}", emulator.url, redis_server.url, NOTION_RATE_LIMIT="12/4",
+                          **TEN_MIB_PARTS) for i in range(3)]
     try:
         files = []
         for i in range(15):

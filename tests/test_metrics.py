@@ -19,6 +19,8 @@ from harness.relay import MIB, make_file
 from harness.stacks import Stack, unthrottled_stack
 
 TUS = {"Tus-Resumable": "1.0.0"}
+# The upload below is cut into three parts (10, 10 and 5 MiB), each met by its own fault.
+PART = 10 * MIB
 Samples = dict[tuple[str, frozenset], float]
 
 
@@ -26,7 +28,7 @@ Samples = dict[tuple[str, frozenset], float]
 def obs_stack(tmp_path_factory) -> Iterator[Stack]:
     # Quick retries, so the faults below cost little time; room for 25 uploads at once.
     s = unthrottled_stack(tmp_path_factory.mktemp("metrics"), INITIAL_RETRY_DELAY="0.05", MAX_RETRY_DELAY="0.2",
-                          MAX_CONCURRENT_UPLOADS="25", QUEUE_SIZE_LIMIT="0")
+                          MAX_CONCURRENT_UPLOADS="25", QUEUE_SIZE_LIMIT="0", PART_SIZE_MB=str(PART // MIB))
     yield s
     s.close()
 
@@ -77,18 +79,18 @@ def test_metrics_parse_and_move_during_an_upload(obs_stack):
     assert value(before, "relay_resident_memory_bytes") > 10 * MIB
     assert value(before, "relay_request_budget_tokens") > 0
 
-    size = 25 * MIB  # three parts of 10, 10 and 5 MiB
-    payload = (bytes(range(256)) * 4096) * 25
+    size = 2 * PART + 5 * MIB  # three parts of 10, 10 and 5 MiB
+    payload = (bytes(range(256)) * 4096) * (size // MIB)
     upload_id = create_tus(base, size)
-    assert patch(base, upload_id, 0, payload[: 10 * MIB]).status_code == 204
+    assert patch(base, upload_id, 0, payload[:PART]).status_code == 204
 
     def part_one_confirmed() -> Samples | None:
         now, _ = scrape(base)
         confirmed = value(now, "relay_bytes_confirmed_total") - value(before, "relay_bytes_confirmed_total")
-        return now if confirmed >= 10 * MIB else None
+        return now if confirmed >= PART else None
 
     during = wait_until(part_one_confirmed, timeout_s=30, message="part 1 confirmed in metrics")
-    assert value(during, "relay_bytes_received_total") - value(before, "relay_bytes_received_total") == 10 * MIB
+    assert value(during, "relay_bytes_received_total") - value(before, "relay_bytes_received_total") == PART
     assert value(during, "relay_uploads", state="receiving") == 1
     # Counted by where the upload goes: NOTION_PARENT_PAGE_ID, a page.
     def started(samples: Samples) -> float:
@@ -104,11 +106,11 @@ def test_metrics_parse_and_move_during_an_upload(obs_stack):
     # Part 2 meets a 429 from Notion, part 3 a 503: each is retried, counted by reason.
     obs_stack.emulator.set_faults({"rate": 1, "kinds": {"429": 1}, "endpoints": ["send"], "count": 1,
                                    "retry_after_s": 1})
-    assert patch(base, upload_id, 10 * MIB, payload[10 * MIB: 20 * MIB]).status_code == 204
+    assert patch(base, upload_id, PART, payload[PART: 2 * PART]).status_code == 204
     wait_until(lambda: obs_stack.relay.status(upload_id)["parts_confirmed"] == 2, timeout_s=30,
                message="part 2 confirmed")
     obs_stack.emulator.set_faults({"rate": 1, "kinds": {"503": 1}, "endpoints": ["send"], "count": 1})
-    r = patch(base, upload_id, 20 * MIB, payload[20 * MIB:])
+    r = patch(base, upload_id, 2 * PART, payload[2 * PART:])
     assert r.status_code == 204 and r.headers.get("Upload-Status") == "completed", r.text
     after, _ = scrape(base)
     assert value(after, "relay_bytes_received_total") - value(before, "relay_bytes_received_total") == size
@@ -165,7 +167,7 @@ def test_loop_lag_window_max_and_p99():
 def test_health_answers_quickly_while_25_uploads_run(obs_stack, tmp_path):
     base = obs_stack.relay.url
     path = tmp_path / "twelve.txt"
-    size = 12 * MIB  # two parts each
+    size = 12 * MIB  # one single_part send each
     make_file(path, size, seed=6)
     ids = []
     for _ in range(25):

@@ -13,7 +13,7 @@ import requests
 from engine.embedded_redis import EmbeddedRedis, free_tcp_port
 from harness.processes import wait_until
 from harness.relay import MIB, make_file, start_relay
-from tests.test_durability import SLOW_SENDS, Background, assert_intact, durable_parts
+from tests.test_durability import PART, SLOW_SENDS, TEN_MIB_PARTS, Background, assert_intact, durable_parts
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -31,8 +31,9 @@ def test_redis_restarted_empty_mid_upload(emulator, tmp_path: Path):
     path = tmp_path / "amnesia.txt"
     sha = make_file(path, size)
     emulator.set_faults(SLOW_SENDS)
-    a = start_relay(tmp_path / "a", emulator.url, redis.url, LOCK_TTL="2")
-    b = start_relay(tmp_path / "b", emulator.url, redis.url, LOCK_TTL="2")
+    # 6 parts of 10 MiB: 4 left to resume on B after 2 are durable.
+    a = start_relay(tmp_path / "a", emulator.url, redis.url, LOCK_TTL="2", **TEN_MIB_PARTS)
+    b = start_relay(tmp_path / "b", emulator.url, redis.url, LOCK_TTL="2", **TEN_MIB_PARTS)
     target = {"url": a.url}
     try:
         job = Background(lambda: target["url"], path)
@@ -47,9 +48,9 @@ def test_redis_restarted_empty_mid_upload(emulator, tmp_path: Path):
 
         # Right on both within 5 s: the holder's write-back brings the durable parts back (until
         # then the other instance may see a record that normal writes re-created without them).
-        wait_until(lambda: (head_offset(a, upload_id) or 0) >= 2 * 10 * MIB
-                   and (head_offset(b, upload_id) or 0) >= 2 * 10 * MIB
-                   and b.status(upload_id)["durable_offset"] >= 2 * 10 * MIB,
+        wait_until(lambda: (head_offset(a, upload_id) or 0) >= 2 * PART
+                   and (head_offset(b, upload_id) or 0) >= 2 * PART
+                   and b.status(upload_id)["durable_offset"] >= 2 * PART,
                    timeout_s=5, message="HEAD and status right on both instances after the amnesia")
         assert time.monotonic() - forgotten <= 5
         wait_until(lambda: "STORE_AMNESIA" in a.output(), timeout_s=5, message="the holder's log says so")

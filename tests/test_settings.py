@@ -4,18 +4,24 @@ import subprocess
 
 import pytest
 
+from bench.payload import DEFAULT_PART_BYTES
 from harness.processes import PYTHON, ROOT
 from settings import Settings, SettingsError
 
 
 def test_defaults_match_the_seeds_and_the_design():
     s = Settings.from_env({})
-    assert (s.host, s.port, s.part_size_mb) == ("127.0.0.1", 8888, 10)
+    assert (s.host, s.port, s.part_size_mb) == ("127.0.0.1", 8888, 20)
     assert (s.min_workers, s.default_workers, s.max_workers) == (1, 2, 3)
     assert (s.connection_timeout_s, s.read_timeout_s, s.total_timeout_s) == (30, 300, 450)
     assert s.notion_version == "2025-09-03"
     assert s.spool_dir == s.data_dir / "spool"
     assert s.demo_mode
+
+
+def test_the_benchmarks_cut_parts_as_the_relay_does_by_default():
+    # The bare libcurl baseline and the dyno's budget bound use the relay's default part size.
+    assert DEFAULT_PART_BYTES == Settings.from_env({}).part_size_bytes
 
 
 @pytest.mark.parametrize("env, name", [

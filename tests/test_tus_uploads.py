@@ -101,7 +101,7 @@ def test_a_dropped_patch_resumes_from_an_offset_no_larger_than_sent(stack, tmp_p
         "Upload-Metadata": "filename ZHJvcHBlZC50eHQ=,filetype dGV4dC9wbGFpbg=="}, timeout=30)
     assert created.status_code == 201, created.text
     url = created.headers["Location"]
-    sent = 17 * MIB + 123
+    sent = 27 * MIB + 123  # past part 1 (20 MiB, the default part size), into part 2
     with open(path, "rb") as f:
         _raw_patch(url, 0, size, f.read(sent), reset=True)
     # The relay may still be writing what it had buffered; the offset settles at most at `sent`.
