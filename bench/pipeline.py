@@ -2,7 +2,7 @@
 over a link held to about the budget's bandwidth, the relay against store-and-forward.
 
 The client's link is held by libcurl to `--link` MiB/s (default: what Notion's budget can carry,
-requests per second × the part size: 3/s × 10 MiB = 30 MiB/s). Two subjects, each with a fresh
+requests per second × the part size: 3/s × 20 MiB = 60 MiB/s with the default parts). Two subjects, each with a fresh
 emulator enforcing the same limit (with --discard-files):
 
 - relay: create-session, then one streamed PUT; the relay sends each part as soon as it is
@@ -40,7 +40,7 @@ from bench import procs
 from bench.baselines import NOTION_VERSION
 from bench.big import host_json, procs_usage_json
 from bench.client import Http, HttpError, Response
-from bench.payload import MiB, Payload, make_payload, parse_size, sha256_of, split_parts
+from bench.payload import DEFAULT_PART_BYTES, MiB, Payload, make_payload, parse_size, sha256_of, split_parts
 from bench.relayclient import send_file, verify_in_emulator
 from bench.report import write_results
 from bench.stack import NOTION_RATE_LIMIT, relay_cpu, relay_stack
@@ -253,8 +253,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--size", default=DEFAULT_SIZE, help=f"file size ({DEFAULT_SIZE})")
     p.add_argument("--link", type=float, default=None,
                    help="the client's link in MiB/s (default: the budget's requests/s × the part size)")
-    p.add_argument("--part-size", default="10M", help="part size for the default link and store-and-forward's parts "
-                   "when the relay's run did not say (10M)")
+    p.add_argument("--part-size", default=f"{DEFAULT_PART_BYTES // MiB}M",
+                   help="part size for the default link and store-and-forward's parts when the relay's run did "
+                   f"not say (the relay's default, {DEFAULT_PART_BYTES // MiB}M)")
     p.add_argument("--budgets", default=DEFAULT_BUDGETS, help=f"Notion limits N/W to measure ({DEFAULT_BUDGETS})")
     p.add_argument("--part-size-mb", type=int, default=None,
                    help="PART_SIZE_MB for the relay (default: the relay's own default)")
