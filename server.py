@@ -31,7 +31,7 @@ from engine.disk import SpoolDisk
 from engine.embedded_redis import EmbeddedRedis
 from engine.grants import grant_access
 from engine.guard import NotionGuard
-from engine.limiter import AdaptiveLimiter, ResourceSampler, Thresholds
+from engine.limiter import AdaptiveLimiter, ResourceSampler, Thresholds, read_cpu_throttling
 from engine.locks import UploadLocks
 from engine.logs import (
     EventLog,
@@ -147,12 +147,12 @@ class Relay:
         scheduler = PartScheduler(limit=lambda: limiter.workers)
         self.scheduler = scheduler
         self.limiter = limiter
-        # Reads from clients are paced while the CPU quota is nearly used up, so the loop stays
-        # responsive (health, new requests); the intake asks it for every body chunk: pacer.take(n).
-        # Never slower than Notion's budget can take bytes (requests/s x part size): pacing keeps
-        # the loop responsive, it must not become the bottleneck.
+        # Reads from clients (and part sends) are paced while the CPU quota runs out, so the loop
+        # stays responsive (health, new requests); the intake asks it for every body chunk:
+        # pacer.take(n). It only ever engages when the CPU, not Notion's budget, is what binds.
         pacer = IntakePacer(self.clock, lambda: limiter.last.cpu_limit_cores if limiter.last else 1.0,
-                            min_rate=budget.rate_per_s * s.part_size_bytes)
+                            throttling=read_cpu_throttling)
+        notion.send_speed = pacer.send_speed
         self.pacer = pacer
 
         def upload_outcome(event: str, fields: dict[str, Any]) -> None:

@@ -107,6 +107,22 @@ def read_cgroup() -> CgroupInfo:
     return CgroupInfo(limit, used, cores)
 
 
+def read_cpu_throttling() -> tuple[int, int] | None:
+    """(periods, periods throttled) the CPU quota of our cgroup has counted; None without one.
+
+    A throttled period is one in which the process used its whole quota and then stood still
+    for the rest of it: every request, health too, waited (bench/README.md, dyno)."""
+    v2, _, v1_cpu = _own_cgroup_dirs()
+    for directory in (v2, v1_cpu):
+        if directory is None:
+            continue
+        periods = _read_stat(directory / "cpu.stat", "nr_periods")
+        throttled = _read_stat(directory / "cpu.stat", "nr_throttled")
+        if periods is not None and throttled is not None:
+            return periods, throttled
+    return None
+
+
 @dataclass(frozen=True)
 class Sample:
     rss_bytes: int

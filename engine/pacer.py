@@ -12,28 +12,40 @@ MIB = 2**20
 
 
 class IntakePacer:
-    """Paces the bytes the relay reads from clients while its CPU quota is nearly used up.
+    """Paces the bytes the relay reads from clients (and sends on) while its CPU quota runs out.
 
     Why: on a fifth of a CPU, 25 clients sending at full speed take the whole quota just to be
-    read into the spool (measured: health p99 500–600 ms in the dyno run, the loop's every turn
-    full of body chunks). The relay cannot forward faster than Notion's budget anyway, so reading
-    faster only fills the spool sooner. While the process used more than `high` of its CPU over
-    the last window, intake is held to the rate that brings it to `target`; below `low` the pace
-    rises toward the target again, and is lifted once far above what clients send. A pause is an
-    awaitable returned to `data_received`, i.e. the client's socket is not read meanwhile
-    (Tornado's flow control), so nothing piles up in memory.
+    read into the spool; the cgroup then freezes the process for the rest of each 100 ms period,
+    and health and new requests wait behind it (measured: health p99 190–240 ms in the dyno run,
+    the quota used up in half the periods or more). Reading faster than the CPU allows only fills
+    the spool sooner. Two signals, read every `window_s` (server.py runs `tick`):
 
-    The pace never falls below `min_rate`: server.py sets it to what Notion's request budget can
-    take (requests/s × part size), so pacing never becomes the relay's bottleneck.
+    - the cgroup's throttled periods (`throttling`): more than `max_throttled` of them and the
+      pace is cut, to `backoff` less the throttled share of what was taken (at least
+      `backoff_floor` of it). One frozen period delays a request by at most its rest (80 ms on
+      a 0.2 CPU quota); two or more in a window are what pushed health past 100 ms;
+    - the process's CPU share of its limit: at `high` or above, intake is held to the rate that
+      brings it to `target`.
 
-    `take(n)` is the hot path (every body chunk): a few float operations, no I/O. `tick()` runs
-    every `window_s` (server.py) and reads only this process's CPU time.
+    Without either, below `low`, the pace rises toward the target again (by `rise` per window at
+    most), and is lifted once far
+    above what clients send. A pause is an awaitable returned to `data_received`, i.e. the
+    client's socket is not read meanwhile (Tornado's flow control), so nothing piles up in
+    memory. While paced, part sends go no faster than the pace either (`send_speed`): a 20 MiB
+    part sent at full speed to a near server would use up a period's quota by itself.
+
+    The pace never falls below `min_rate`, so uploads always move.
+
+    `take(n)` is the hot path (every body chunk): a few float operations, no I/O.
     """
 
     def __init__(self, clock: Clock, cpu_limit: Callable[[], float],
                  cpu_time: Callable[[], float] = time.process_time, window_s: float = 0.5,
                  target: float = 0.7, high: float = 0.85, low: float = 0.6,
-                 min_rate: float = 1 * MIB, burst_bytes: int = 2 * MIB) -> None:
+                 min_rate: float = 1 * MIB, burst_bytes: int = 2 * MIB,
+                 throttling: Callable[[], tuple[int, int] | None] = lambda: None,
+                 max_throttled: float = 0.2, backoff: float = 1.0, backoff_floor: float = 0.3,
+                 rise: float = 1.15) -> None:
         self.clock = clock
         self.cpu_limit = cpu_limit  # cores the process may use (cgroup quota, TOTAL_CPU_CORES, host)
         self.cpu_time = cpu_time
@@ -49,6 +61,10 @@ class IntakePacer:
         self._window_at = clock.monotonic()
         self.cpu_share = 0.0  # of the usable CPU, over the last window
         self.paced_windows = 0
+        self.throttling = throttling
+        self.max_throttled, self.backoff, self.backoff_floor, self.rise = max_throttled, backoff, backoff_floor, rise
+        self._periods_at = throttling()
+        self.throttled_share: float | None = None  # of the quota's periods, over the last window
 
     def take(self, n: int) -> Awaitable[None] | None:
         """Count `n` bytes read from a client; an awaitable when that client must wait first."""
@@ -77,23 +93,45 @@ class IntakePacer:
         intake = self._taken / elapsed
         self._cpu_at, self._window_at, self._taken = cpu, now, 0
         self.cpu_share = share
-        if share >= self.high and intake > 0:
+        throttled = self.throttled_share = self._throttled_share()
+        if throttled is not None and throttled > self.max_throttled and intake > 0:
+            # The quota ran out within some periods: cut the pace, whatever the average says,
+            # the deeper the more periods it ran out in.
+            cut = max(self.backoff_floor, self.backoff - throttled)
+            self._slow_to(max(self.min_rate, min(intake, self.rate or intake) * cut), now)
+        elif share >= self.high and intake > 0:
             # Bring the CPU to `target`: intake is what costs it (the sends follow from it).
-            wanted = max(self.min_rate, intake * self.target / share)
-            if self.rate is None or wanted < self.rate:
-                if self.rate is None:
-                    self._tokens, self._stamp = float(self.burst_bytes), now
-                self.rate = wanted
-        elif self.rate is not None and share < self.low:
-            # Room again: rise toward the target (at most half as fast again per window), and
-            # lift the pace once it is far above what clients send.
-            self.rate *= min(1.5, self.target / max(share, 0.01))
+            self._slow_to(max(self.min_rate, intake * self.target / share), now)
+        elif self.rate is not None and share < self.low and (throttled or 0.0) <= self.max_throttled:
+            # Room again: rise toward the target, slowly (a quota that runs out costs every
+            # request up to 80 ms, a pace a little low costs a little throughput), and lift the
+            # pace once it is far above what clients send.
+            self.rate *= min(self.rise, self.target / max(share, 0.01))
             if self.rate > 4 * max(intake, self.min_rate):
                 self.rate = None
         if self.rate is not None:
             self.paced_windows += 1
 
+    def _slow_to(self, wanted: float, now: float) -> None:
+        if self.rate is None or wanted < self.rate:
+            if self.rate is None:
+                self._tokens, self._stamp = float(self.burst_bytes), now
+            self.rate = wanted
+
+    def _throttled_share(self) -> float | None:
+        counters = self.throttling()
+        before, self._periods_at = self._periods_at, counters
+        if counters is None or before is None or counters[0] <= before[0]:
+            return None
+        return (counters[1] - before[1]) / (counters[0] - before[0])
+
+    def send_speed(self) -> int | None:
+        """Bytes/s one part send may go at: the pace while paced, else None (unlimited)."""
+        return None if self.rate is None else int(max(self.rate, self.min_rate))
+
     def snapshot(self) -> dict[str, Any]:
         return {"paced": self.rate is not None,
                 "rate_mib_per_s": None if self.rate is None else round(self.rate / MIB, 1),
-                "cpu_share": round(self.cpu_share, 2), "paced_windows": self.paced_windows}
+                "cpu_share": round(self.cpu_share, 2),
+                "throttled_share": None if self.throttled_share is None else round(self.throttled_share, 3),
+                "paced_windows": self.paced_windows}

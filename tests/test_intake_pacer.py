@@ -1,6 +1,6 @@
-"""IntakePacer (engine/pacer.py) on a fake clock and a fake CPU counter: intake is paced only
-while the CPU quota is nearly used up, to the rate that brings it back to the target, and the
-pace is lifted once the CPU has room again."""
+"""IntakePacer (engine/pacer.py) on a fake clock, a fake CPU counter and fake cgroup throttling
+counters: intake is paced only while the CPU quota is nearly used up or ran out within periods,
+to the rate that brings it back, and the pace is lifted once the CPU has room again."""
 from __future__ import annotations
 
 import asyncio
@@ -48,7 +48,9 @@ def test_not_paced_while_the_cpu_has_room(dyno):
     for _ in range(10):
         window(pacer, clock, cpu, cores_used=0.1, mib_per_s=30)  # half the quota
     assert pacer.rate is None and pacer.take(10 * MIB) is None
-    assert pacer.snapshot() == {"paced": False, "rate_mib_per_s": None, "cpu_share": 0.5, "paced_windows": 0}
+    assert pacer.snapshot() == {"paced": False, "rate_mib_per_s": None, "cpu_share": 0.5,
+                                "throttled_share": None, "paced_windows": 0}
+    assert pacer.send_speed() is None
 
 
 def test_a_saturated_quota_paces_intake_to_the_target_share(dyno):
@@ -76,7 +78,7 @@ def test_the_pace_holds_in_the_band_falls_above_it_and_is_lifted_below(dyno):
     window(pacer, clock, cpu, cores_used=0.19, mib_per_s=42)  # still too much: slower
     assert pacer.rate == pytest.approx(42 * MIB * 0.7 / 0.95)
     window(pacer, clock, cpu, cores_used=0.1, mib_per_s=31)  # 50%: room again, toward the target
-    assert pacer.rate == pytest.approx(42 * MIB * 0.7 / 0.95 * 0.7 / 0.5)
+    assert pacer.rate == pytest.approx(42 * MIB * 0.7 / 0.95 * 1.15)  # slowly: 15% per window
     rates = []
     for _ in range(20):
         window(pacer, clock, cpu, cores_used=0.04, mib_per_s=5)  # clients slowed down themselves
@@ -124,3 +126,64 @@ def test_a_paused_client_resumes_when_its_wait_is_over(dyno):
         await task
 
     asyncio.run(run())
+
+
+class Quota:
+    """The cgroup's cpu.stat counters: periods, and periods in which the quota ran out."""
+
+    def __init__(self) -> None:
+        self.periods = self.throttled = 0
+
+    def __call__(self) -> tuple[int, int]:
+        return self.periods, self.throttled
+
+    def window(self, periods: int, throttled: int) -> None:
+        self.periods += periods
+        self.throttled += throttled
+
+
+def throttled_dyno() -> tuple[IntakePacer, FakeClock, Cpu, Quota]:
+    clock, cpu, quota = FakeClock(), Cpu(), Quota()
+    return IntakePacer(clock, cpu_limit=lambda: 0.2, cpu_time=cpu, throttling=quota), clock, cpu, quota
+
+
+def test_a_quota_used_up_within_periods_paces_even_when_the_average_has_room():
+    pacer, clock, cpu, quota = throttled_dyno()
+    quota.window(5, 0)
+    window(pacer, clock, cpu, cores_used=0.13, mib_per_s=30)  # 65% on average, never frozen
+    assert pacer.rate is None and pacer.throttled_share == 0
+    quota.window(5, 1)  # one period frozen: at most the rest of it (80 ms) for anyone, tolerated
+    window(pacer, clock, cpu, cores_used=0.13, mib_per_s=30)
+    assert pacer.rate is None and pacer.throttled_share == pytest.approx(0.2)
+    quota.window(5, 2)  # the same average, but bursts froze the process in 2 of 5 periods
+    window(pacer, clock, cpu, cores_used=0.13, mib_per_s=30)
+    assert pacer.rate == pytest.approx(30 * MIB * 0.6) and pacer.throttled_share == pytest.approx(0.4)
+    assert pacer.send_speed() == int(pacer.rate)  # part sends are spread out too
+    quota.window(5, 4)  # frozen in most periods: a deep cut, from what was taken
+    window(pacer, clock, cpu, cores_used=0.11, mib_per_s=20)
+    assert pacer.rate == pytest.approx(30 * MIB * 0.6 * 0.3)  # from the pace, below what was taken
+    quota.window(5, 0)  # not frozen any more, and the average is in the band: the pace holds
+    held = pacer.rate
+    window(pacer, clock, cpu, cores_used=0.13, mib_per_s=6)
+    assert pacer.rate == held and pacer.snapshot()["throttled_share"] == 0
+
+
+def test_a_throttled_pace_rises_again_only_in_windows_without_throttling():
+    pacer, clock, cpu, quota = throttled_dyno()
+    quota.window(5, 3)
+    window(pacer, clock, cpu, cores_used=0.15, mib_per_s=30)
+    paced = pacer.rate
+    quota.window(5, 2)  # room on average, but the quota still ran out twice: no rise
+    window(pacer, clock, cpu, cores_used=0.08, mib_per_s=20)
+    assert pacer.rate is not None and pacer.rate <= paced
+    quota.window(5, 1)
+    before = pacer.rate
+    window(pacer, clock, cpu, cores_used=0.08, mib_per_s=20)
+    assert pacer.rate > before
+
+
+def test_without_a_quota_throttling_is_not_a_signal():
+    clock, cpu = FakeClock(), Cpu()
+    pacer = IntakePacer(clock, cpu_limit=lambda: 1.0, cpu_time=cpu, throttling=lambda: None)
+    window(pacer, clock, cpu, cores_used=0.3, mib_per_s=100)
+    assert pacer.rate is None and pacer.throttled_share is None
