@@ -179,6 +179,8 @@ class Relay:
             parent_page_id=s.notion_parent_page_id, locks=locks, owner_idle_s=s.owner_idle_timeout_s,
             notion_settle_s=s.notion_settle_s, destinations=destinations,
             append_window_s=s.append_batch_window_ms / 1000,
+            append_max_window_s=s.append_batch_max_window_ms / 1000,
+            budget_fill=lambda: budget.tokens / budget.capacity,
             announce=state_events if self.webhooks is not None else None,
             quotas=quotas if access.enabled else None, listeners=listeners))
         service.check_owners = access.enabled

@@ -160,6 +160,9 @@ class Settings:
     # Files finishing for the same page within this window are appended in one request (Notion
     # takes 100 children per append): fewer requests of the shared budget per small file. 0: off.
     append_batch_window_ms: int = _env("APPEND_BATCH_WINDOW_MS", 400, _int, _between(0, 5000))
+    # ... stretched up to this as Notion's request budget empties: a request saved then is a
+    # token for bytes, and every request waits for one anyway (bench/README.md, small).
+    append_batch_max_window_ms: int = _env("APPEND_BATCH_MAX_WINDOW_MS", 2000, _int, _between(0, 10000))
 
     # Retries
     max_retries: int = _env("MAX_RETRIES", 5, _int, _between(0, 100))

@@ -510,3 +510,39 @@ async def test_files_finishing_while_the_append_waits_for_the_budget_join_it(tmp
 
 class AppendBatchStub:
     children: list = []
+
+
+@pytest.mark.parametrize("fill, attaches", [(1.0, 2), (0.0, 1)])
+async def test_the_window_stretches_as_the_budget_empties(tmp_path, fill, attaches):
+    """Two files finishing 1 s apart: on a full budget (a 0.2 s window) each goes alone; on an
+    empty one the window is 2 s and the second joins the first's append."""
+    from engine.clock import FakeClock
+    from engine.upload.batching import Window
+
+    wing = build_wing(tmp_path / "spool", append_window_s=0.2)
+    batcher = wing.service.pipeline.finisher.batcher
+    batcher.clock = FakeClock()
+    batcher.window = Window(0.2, 2.0, lambda: fill)
+    first = await wing.service.create(filename="a.txt", size=1000, content_type="text/plain")
+    second = await wing.service.create(filename="b.txt", size=1001, content_type="text/plain")
+    a = asyncio.ensure_future(send(wing, first.id, payload(1000)))
+    await until(lambda: PAGE in batcher._open and batcher.clock._sleepers)  # the window is running
+    batcher.clock.advance(1.0)
+    await until(lambda: PAGE not in batcher._open or fill < 1)
+    b = asyncio.ensure_future(send(wing, second.id, payload(1001, seed=2)))
+    await until(lambda: PAGE in batcher._open and any(s is second for s in batcher._open[PAGE].sessions)
+                and batcher.clock._sleepers)
+    batcher.clock.advance(2.0)
+    await asyncio.gather(a, b)
+    assert wing.notion.calls["attach"] == attaches and len(wing.notion.blocks[PAGE]) == 2
+    assert first.state == second.state == COMPLETED
+
+
+def test_a_window_is_its_base_on_a_full_budget_and_its_most_on_an_empty_one():
+    from engine.upload.batching import Window
+
+    assert Window(0.4, 2.0, lambda: 1.0).seconds() == 0.4
+    assert Window(0.4, 2.0, lambda: 0.5).seconds() == pytest.approx(1.2)
+    assert Window(0.4, 2.0, lambda: -3.0).seconds() == 2.0  # a bucket paused by a 429 reads below 0
+    assert Window(0.4, 2.0, None).seconds() == Window(0.4, 0.0, lambda: 0.0).seconds() == 0.4
+    assert Window(0.0, 2.0, lambda: 0.0).seconds() == 0.0  # batching off stays off

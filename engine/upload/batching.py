@@ -2,8 +2,9 @@
 request (Notion takes up to 100 children per append: NOTION_API.md, attach).
 
 A small file costs create, send and append; batching the appends spends the request budget —
-shared by every user of the relay — on bytes instead. A batch waits `window_s` for company
-(a batch of 100 goes at once), then asks to be sent; it stays open to later files until its
+shared by every user of the relay — on bytes instead. A batch waits its `Window` for company
+(short while the budget is full, longer as it empties; a batch of 100 goes at once), then asks
+to be sent; it stays open to later files until its
 request actually leaves — after the breaker and the budget let it — and is sealed then, so a
 budget that makes requests wait makes batches larger instead of more numerous. What the request
 does and how its unknown outcomes are decided is the sender's business (finishing.py): a batch
@@ -21,6 +22,23 @@ from engine.upload.session import UploadSession
 
 MAX_CHILDREN = 100
 
+
+
+@dataclass(frozen=True)
+class Window:
+    """How long a new batch waits for company: `base_s` while Notion's request budget is full,
+    stretched toward `max_s` as it empties (`fill`: the bucket's level, 0..1). With tokens to
+    spare an append costs nothing anyone waits for; with none, every request saved is a token
+    for bytes, and requests wait for tokens anyway."""
+    base_s: float
+    max_s: float = 0.0
+    fill: Callable[[], float] | None = None
+
+    def seconds(self) -> float:
+        if self.base_s <= 0 or self.fill is None or self.max_s <= self.base_s:
+            return self.base_s
+        empty = 1.0 - min(1.0, max(0.0, self.fill()))
+        return self.base_s + empty * (self.max_s - self.base_s)
 
 
 @dataclass
@@ -49,16 +67,16 @@ Send = Callable[[AppendBatch], Awaitable[list[dict[str, Any] | None]]]
 
 
 class AppendBatcher:
-    def __init__(self, clock: Clock, window_s: float, send: Send) -> None:
+    def __init__(self, clock: Clock, window: Window, send: Send) -> None:
         self.clock = clock
-        self.window_s = window_s
+        self.window = window
         self.send = send
         self._open: dict[str, AppendBatch] = {}  # page → the batch still taking children
         self.batches_sent = 0
 
     async def append(self, s: UploadSession, page: str, child: dict[str, Any]) -> dict[str, Any] | None:
         """Append `child` to `page` with whatever else goes there now; the block it became."""
-        if self.window_s <= 0:
+        if self.window.base_s <= 0:
             return (await self.send(AppendBatch(page, [s], [child])))[0]
         batch = self._open.get(page)
         if batch is None:
@@ -81,7 +99,8 @@ class AppendBatcher:
 
     async def _flush_later(self, batch: AppendBatch) -> None:
         assert batch.done is not None
-        waits = {asyncio.ensure_future(self.clock.sleep(self.window_s)), asyncio.ensure_future(batch.full.wait())}
+        waits = {asyncio.ensure_future(self.clock.sleep(self.window.seconds())),
+                 asyncio.ensure_future(batch.full.wait())}
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()

@@ -25,7 +25,7 @@ from engine.errors import UploadFailed, UploadGone
 from engine.filetypes import block_type_for
 from engine.notion import rich_text
 from engine.notion_answers import Failure
-from engine.upload.batching import AppendBatch, AppendBatcher
+from engine.upload.batching import AppendBatch, AppendBatcher, Window
 from engine.upload.interfaces import Guard, NotionFiles
 from engine.upload.once import Check, OnceRunner, Undecided
 from engine.upload.session import NOTION_WINDOW_PASSED, UploadSession
@@ -35,11 +35,11 @@ MAX_CHILDREN_PAGES = 50  # at most 5,000 blocks scanned to find our block again
 
 class Finisher:
     def __init__(self, notion: NotionFiles, guard: Guard, once: OnceRunner, clock: Clock,
-                 append_window_s: float = 0.0) -> None:
+                 append_window: Window | None = None) -> None:
         self.notion = notion
         self.guard = guard
         self.once = once
-        self.batcher = AppendBatcher(clock, append_window_s, self.append_batch)
+        self.batcher = AppendBatcher(clock, append_window or Window(0.0), self.append_batch)
 
     # --- what Notion holds ---------------------------------------------------------------
 

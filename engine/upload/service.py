@@ -20,6 +20,7 @@ from engine.errors import ServiceUnavailable, UploadError
 from engine.quotas import Quotas
 from engine.redis import StoreUnavailable
 from engine.retry import RetryPolicy
+from engine.upload.batching import Window
 from engine.upload.creation import Creator, NewUpload
 from engine.upload.finishing import Finisher
 from engine.upload.intake import Intake, Writer
@@ -54,6 +55,9 @@ class ServiceParts:
     notion_settle_s: float = 60.0
     # Appends for the same page within this window go as one request (0: each on its own).
     append_window_s: float = 0.0
+    # ... up to this long as the request budget empties; budget_fill: its bucket's level, 0..1.
+    append_max_window_s: float = 0.0
+    budget_fill: Callable[[], float] | None = None
     listeners: list[Listener] = field(default_factory=list)
     announce: Announce | None = None  # webhook events for a record's state (engine/webhooks)
 
@@ -64,7 +68,8 @@ class UploadService:
         self.clock = parts.clock
         self._tasks: set[asyncio.Task[Any]] = set()
         once = OnceRunner(parts.clock, parts.guard, parts.retry, self.emit, settle_s=parts.notion_settle_s)
-        finisher = Finisher(parts.notion, parts.guard, once, parts.clock, parts.append_window_s)
+        finisher = Finisher(parts.notion, parts.guard, once, parts.clock,
+                            Window(parts.append_window_s, parts.append_max_window_s, parts.budget_fill))
         self.saver = RecordSaver(parts.clock, parts.store, self.spawn, parts.announce)
         self.creator = Creator(parts.clock, parts.notion, parts.guard, once, parts.store, parts.retry,
                                parts.part_size_bytes, parts.parent_page_id, parts.quotas, parts.destinations)
