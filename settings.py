@@ -162,7 +162,7 @@ class Settings:
     append_batch_window_ms: int = _env("APPEND_BATCH_WINDOW_MS", 400, _int, _between(0, 5000))
     # ... stretched up to this as Notion's request budget empties: a request saved then is a
     # token for bytes, and every request waits for one anyway (bench/README.md, small).
-    append_batch_max_window_ms: int = _env("APPEND_BATCH_MAX_WINDOW_MS", 2000, _int, _between(0, 10000))
+    append_batch_max_window_ms: int = _env("APPEND_BATCH_MAX_WINDOW_MS", 3000, _int, _between(0, 10000))
 
     # Retries
     max_retries: int = _env("MAX_RETRIES", 5, _int, _between(0, 100))

@@ -45,7 +45,7 @@ class IntakePacer:
                  min_rate: float = 1 * MIB, burst_bytes: int = 2 * MIB,
                  throttling: Callable[[], tuple[int, int] | None] = lambda: None,
                  max_throttled: float = 0.2, backoff: float = 1.0, backoff_floor: float = 0.3,
-                 rise: float = 1.15) -> None:
+                 rise: float = 1.15, lift_after: int = 6) -> None:
         self.clock = clock
         self.cpu_limit = cpu_limit  # cores the process may use (cgroup quota, TOTAL_CPU_CORES, host)
         self.cpu_time = cpu_time
@@ -65,6 +65,10 @@ class IntakePacer:
         self.max_throttled, self.backoff, self.backoff_floor, self.rise = max_throttled, backoff, backoff_floor, rise
         self._periods_at = throttling()
         self.throttled_share: float | None = None  # of the quota's periods, over the last window
+        # Lifted only after `lift_after` quiet windows in a row: a lull between a client's
+        # requests is not room, and an unpaced burst after it would freeze the process again.
+        self.lift_after = lift_after
+        self._quiet = 0
 
     def take(self, n: int) -> Awaitable[None] | None:
         """Count `n` bytes read from a client; an awaitable when that client must wait first."""
@@ -94,11 +98,15 @@ class IntakePacer:
         self._cpu_at, self._window_at, self._taken = cpu, now, 0
         self.cpu_share = share
         throttled = self.throttled_share = self._throttled_share()
+        if share >= self.low or (throttled or 0.0) > self.max_throttled:
+            self._quiet = 0
         if throttled is not None and throttled > self.max_throttled and intake > 0:
             # The quota ran out within some periods: cut the pace, whatever the average says,
             # the deeper the more periods it ran out in.
+            # From the pace itself while paced: what was taken may be low for other reasons
+            # (parts waiting for a send slot), and cutting from it would overshoot.
             cut = max(self.backoff_floor, self.backoff - throttled)
-            self._slow_to(max(self.min_rate, min(intake, self.rate or intake) * cut), now)
+            self._slow_to(max(self.min_rate, (self.rate if self.rate is not None else intake) * cut), now)
         elif share >= self.high and intake > 0:
             # Bring the CPU to `target`: intake is what costs it (the sends follow from it).
             self._slow_to(max(self.min_rate, intake * self.target / share), now)
@@ -107,7 +115,8 @@ class IntakePacer:
             # request up to 80 ms, a pace a little low costs a little throughput), and lift the
             # pace once it is far above what clients send.
             self.rate *= min(self.rise, self.target / max(share, 0.01))
-            if self.rate > 4 * max(intake, self.min_rate):
+            self._quiet += 1
+            if self.rate > 4 * max(intake, self.min_rate) and self._quiet >= self.lift_after:
                 self.rate = None
         if self.rate is not None:
             self.paced_windows += 1

@@ -187,3 +187,17 @@ def test_without_a_quota_throttling_is_not_a_signal():
     pacer = IntakePacer(clock, cpu_limit=lambda: 1.0, cpu_time=cpu, throttling=lambda: None)
     window(pacer, clock, cpu, cores_used=0.3, mib_per_s=100)
     assert pacer.rate is None and pacer.throttled_share is None
+
+
+def test_a_lull_is_not_room_the_pace_is_lifted_only_after_quiet_windows_in_a_row(dyno):
+    pacer, clock, cpu = dyno
+    window(pacer, clock, cpu, cores_used=0.2, mib_per_s=60)
+    for _ in range(5):
+        window(pacer, clock, cpu, cores_used=0.02, mib_per_s=1)  # clients between requests
+    assert pacer.rate is not None
+    window(pacer, clock, cpu, cores_used=0.15, mib_per_s=30)  # busy again: the count starts over
+    for _ in range(5):
+        window(pacer, clock, cpu, cores_used=0.02, mib_per_s=1)
+    assert pacer.rate is not None
+    window(pacer, clock, cpu, cores_used=0.02, mib_per_s=1)
+    assert pacer.rate is None
