@@ -546,3 +546,13 @@ def test_a_window_is_its_base_on_a_full_budget_and_its_most_on_an_empty_one():
     assert Window(0.4, 2.0, lambda: -3.0).seconds() == 2.0  # a bucket paused by a 429 reads below 0
     assert Window(0.4, 2.0, None).seconds() == Window(0.4, 0.0, lambda: 0.0).seconds() == 0.4
     assert Window(0.0, 2.0, lambda: 0.0).seconds() == 0.0  # batching off stays off
+
+
+def test_a_file_alone_is_not_held_for_company_that_cannot_come():
+    from engine.upload.batching import Window
+
+    others = 0
+    window = Window(0.4, 3.0, lambda: 0.0, company=lambda: others)
+    assert window.seconds() == 0.4  # nobody else is uploading: the base window only
+    others = 3
+    assert window.seconds() == 3.0

@@ -29,13 +29,17 @@ class Window:
     """How long a new batch waits for company: `base_s` while Notion's request budget is full,
     stretched toward `max_s` as it empties (`fill`: the bucket's level, 0..1). With tokens to
     spare an append costs nothing anyone waits for; with none, every request saved is a token
-    for bytes, and requests wait for tokens anyway."""
+    for bytes, and requests wait for tokens anyway. Stretched only while other uploads are on
+    their way (`company`: how many could still finish): a file alone has nobody to wait for."""
     base_s: float
     max_s: float = 0.0
     fill: Callable[[], float] | None = None
+    company: Callable[[], int] | None = None
 
     def seconds(self) -> float:
         if self.base_s <= 0 or self.fill is None or self.max_s <= self.base_s:
+            return self.base_s
+        if self.company is not None and self.company() <= 0:
             return self.base_s
         empty = 1.0 - min(1.0, max(0.0, self.fill()))
         return self.base_s + empty * (self.max_s - self.base_s)

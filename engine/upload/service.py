@@ -30,7 +30,7 @@ from engine.upload.pipeline import PartPipeline
 from engine.upload.records import RecordSaver
 from engine.upload.registry import Registry
 from engine.upload.scheduler import PartScheduler
-from engine.upload.session import UploadSession
+from engine.upload.session import CREATED, RECEIVING, UploadSession
 
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -69,7 +69,8 @@ class UploadService:
         self._tasks: set[asyncio.Task[Any]] = set()
         once = OnceRunner(parts.clock, parts.guard, parts.retry, self.emit, settle_s=parts.notion_settle_s)
         finisher = Finisher(parts.notion, parts.guard, once, parts.clock,
-                            Window(parts.append_window_s, parts.append_max_window_s, parts.budget_fill))
+                            Window(parts.append_window_s, parts.append_max_window_s, parts.budget_fill,
+                                   company=self._on_their_way))
         self.saver = RecordSaver(parts.clock, parts.store, self.spawn, parts.announce)
         self.creator = Creator(parts.clock, parts.notion, parts.guard, once, parts.store, parts.retry,
                                parts.part_size_bytes, parts.parent_page_id, parts.quotas, parts.destinations)
@@ -106,6 +107,10 @@ class UploadService:
     def bytes_received_total(self) -> int:
         """Body bytes clients sent (read at scrape time by /metrics)."""
         return self.intake.bytes_received_total(list(self.live.values()))
+
+    def _on_their_way(self) -> int:
+        """Uploads that may still finish and join an append batch."""
+        return sum(1 for s in self.live.values() if s.state in (CREATED, RECEIVING))
 
     # --- what the handlers call --------------------------------------------------------------
 
