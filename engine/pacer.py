@@ -21,18 +21,18 @@ class IntakePacer:
     the spool sooner. Two signals, read every `window_s` (server.py runs `tick`):
 
     - the cgroup's throttled periods (`throttling`): more than `max_throttled` of them and the
-      pace is cut, to `backoff` less the throttled share of what was taken (at least
-      `backoff_floor` of it). One frozen period delays a request by at most its rest (80 ms on
-      a 0.2 CPU quota); two or more in a window are what pushed health past 100 ms;
+      pace (or, unpaced, what was taken) is cut by the factor `backoff` less the throttled
+      share, `backoff_floor` at least. One frozen period delays a request by at most its rest
+      (80 ms on a 0.2 CPU quota); two or more in a window are what pushed health past 100 ms;
     - the process's CPU share of its limit: at `high` or above, intake is held to the rate that
       brings it to `target`.
 
     Without either, below `low`, the pace rises toward the target again (by `rise` per window at
-    most), and is lifted once far
-    above what clients send. A pause is an awaitable returned to `data_received`, i.e. the
-    client's socket is not read meanwhile (Tornado's flow control), so nothing piles up in
-    memory. While paced, part sends go no faster than the pace either (`send_speed`): a 20 MiB
-    part sent at full speed to a near server would use up a period's quota by itself.
+    most), and is lifted once far above what clients send for `lift_after` windows in a row.
+    A pause is an awaitable returned to `data_received`, i.e. the client's socket is not read
+    meanwhile (Tornado's flow control), so nothing piles up in memory. While paced, part sends
+    go no faster than the pace either (`send_speed`): a 20 MiB part sent at full speed to a
+    near server would use up a period's quota by itself.
 
     The pace never falls below `min_rate`, so uploads always move.
 
@@ -101,10 +101,9 @@ class IntakePacer:
         if share >= self.low or (throttled or 0.0) > self.max_throttled:
             self._quiet = 0
         if throttled is not None and throttled > self.max_throttled and intake > 0:
-            # The quota ran out within some periods: cut the pace, whatever the average says,
-            # the deeper the more periods it ran out in.
-            # From the pace itself while paced: what was taken may be low for other reasons
-            # (parts waiting for a send slot), and cutting from it would overshoot.
+            # The quota ran out within some periods: cut, whatever the average says, the deeper
+            # the more periods it ran out in. From the pace itself while paced: what was taken
+            # may be low for other reasons (parts waiting for a send slot).
             cut = max(self.backoff_floor, self.backoff - throttled)
             self._slow_to(max(self.min_rate, (self.rate if self.rate is not None else intake) * cut), now)
         elif share >= self.high and intake > 0:
