@@ -152,7 +152,7 @@ class Relay:
         # pacer.take(n). It only ever engages when the CPU, not Notion's budget, is what binds.
         pacer = IntakePacer(self.clock, lambda: limiter.last.cpu_limit_cores if limiter.last else 1.0,
                             throttling=read_cpu_throttling)
-        notion.send_speed = pacer.send_speed
+        notion.send_speed = lambda: pacer.send_speed(sends=limiter.workers)
         self.pacer = pacer
 
         def upload_outcome(event: str, fields: dict[str, Any]) -> None:

@@ -133,9 +133,10 @@ class IntakePacer:
             return None
         return (counters[1] - before[1]) / (counters[0] - before[0])
 
-    def send_speed(self) -> int | None:
-        """Bytes/s one part send may go at: the pace while paced, else None (unlimited)."""
-        return None if self.rate is None else int(max(self.rate, self.min_rate))
+    def send_speed(self, sends: int = 1) -> int | None:
+        """Bytes/s each of `sends` concurrent part sends may go at: their share of the pace
+        while paced (the bytes read go out again at the same pace), else None (unlimited)."""
+        return None if self.rate is None else int(max(self.rate, self.min_rate) / max(1, sends))
 
     def snapshot(self) -> dict[str, Any]:
         return {"paced": self.rate is not None,
