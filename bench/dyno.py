@@ -42,6 +42,7 @@ from bench import procs
 from bench.cgroup import Cgroup, Limits, Reading, open_cgroup, proc_cgroup_text
 from bench.payload import DEFAULT_PART_BYTES, MiB, Payload, make_payload, parse_size
 from bench.report import write_results
+from bench.stack import NOTION_RATE_LIMIT, relay_environment
 from engine.embedded_redis import EmbeddedRedis
 from harness.emulator import EmulatorProcess
 from harness.processes import ROOT, ManagedProcess
@@ -55,8 +56,6 @@ DEFAULT_CLIENTS = 25
 DEFAULT_SIZES = "100M"
 # The browser page sends tus chunks no larger than a part.
 DEFAULT_CHUNK = "8M"
-# Notion's real limit, for the emulator's bucket; the relay keeps its default budget (the same).
-NOTION_RATE_LIMIT = "180/60"
 ALL_FAULT_KINDS = ("500", "502", "503", "504", "409", "429", "529", "reset", "stall", "slow", "ambiguous")
 DEFAULT_FAULT_ENDPOINTS = "create,send,complete,attach"
 # The rate; a 2.5 GiB run then draws about twenty faults of ten or eleven kinds.
@@ -366,19 +365,12 @@ def _relay_status(relay_url: str, upload_id: str) -> dict[str, Any]:
 # --- the processes ---------------------------------------------------------------------------
 
 def relay_env(args: argparse.Namespace, emulator_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
-    env = {
-        **procs.MALLOC_ENV,
-        "HOST": "127.0.0.1",
-        "PORT": "0",
-        "NOTION_TOKEN": procs.EMULATOR_TOKEN,
-        "NOTION_API_BASE": emulator_url,
-        "NOTION_PARENT_PAGE_ID": procs.PARENT_PAGE_ID,
-        "DATA_DIR": str(data_dir),
+    env = relay_environment(emulator_url, data_dir, {
         # Production uses an external Redis: it runs outside the cgroup, like the emulator.
         "REDIS_URL": redis_url,
         "READ_TIMEOUT": f"{args.read_timeout:g}",
         "CONNECTION_TIMEOUT": f"{args.connection_timeout:g}",
-    }
+    })
     if args.rate_limit != NOTION_RATE_LIMIT:
         env["NOTION_RATE_LIMIT"] = args.rate_limit  # else the relay's default budget (Notion's) is used
     # TOTAL_MEMORY_MB / TOTAL_CPU_CORES stay unset: the relay must find the limits in its cgroup;
