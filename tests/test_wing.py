@@ -551,8 +551,39 @@ def test_a_window_is_its_base_on_a_full_budget_and_its_most_on_an_empty_one():
 def test_a_file_alone_is_not_held_for_company_that_cannot_come():
     from engine.upload.batching import Window
 
-    others = 0
-    window = Window(0.4, 3.0, lambda: 0.0, company=lambda: others)
-    assert window.seconds() == 0.4  # nobody else is uploading: the base window only
-    others = 3
-    assert window.seconds() == 3.0
+    others = {"page-a": 0, "page-b": 3}
+    window = Window(0.4, 3.0, lambda: 0.0, company=lambda page: others[page])
+    assert window.seconds("page-a") == 0.0  # nobody else can join: the append goes at once
+    assert window.seconds("page-b") == 3.0
+    others["page-a"] = 1
+    assert Window(0.4, 3.0, lambda: 1.0, company=lambda page: others[page]).seconds("page-a") == 0.4
+
+
+async def test_an_append_waits_only_when_another_file_could_join_it(tmp_path):
+    """A file alone goes at once (no clock advance needed); a second upload on its way to the
+    same page holds the batch open for its window; one on its way elsewhere does not."""
+    from engine.clock import FakeClock
+
+    wing = build_wing(tmp_path / "spool", append_window_s=0.2)
+    batcher = wing.service.pipeline.finisher.batcher
+    batcher.clock = FakeClock()
+    alone = await wing.service.create(filename="alone.txt", size=1000, content_type="text/plain")
+    await asyncio.wait_for(send(wing, alone.id, payload(1000)), 5)
+    assert alone.state == COMPLETED and not batcher.clock._sleepers
+
+    elsewhere = await wing.service.create(filename="e.txt", size=1001, content_type="text/plain")
+    elsewhere.record.page_id = "another-page"
+    second = await wing.service.create(filename="s.txt", size=1002, content_type="text/plain")
+    await asyncio.wait_for(send(wing, second.id, payload(1002, seed=2)), 5)
+    assert second.state == COMPLETED and not batcher.clock._sleepers  # `elsewhere` cannot join
+
+    same = await wing.service.create(filename="t.txt", size=1003, content_type="text/plain")
+    third = await wing.service.create(filename="u.txt", size=1004, content_type="text/plain")
+    going = asyncio.ensure_future(send(wing, third.id, payload(1004, seed=4)))
+    await until(lambda: PAGE in batcher._open and batcher.clock._sleepers)  # held for `same`
+    await until(lambda: len(batcher._open[PAGE].children) == 1)
+    assert not going.done()
+    batcher.clock.advance(0.2)
+    await asyncio.wait_for(going, 5)
+    assert third.state == COMPLETED and same.state != COMPLETED
+    assert wing.notion.calls["attach"] == 3

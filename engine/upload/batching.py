@@ -26,20 +26,24 @@ MAX_CHILDREN = 100
 
 @dataclass(frozen=True)
 class Window:
-    """How long a new batch waits for company: `base_s` while Notion's request budget is full,
-    stretched toward `max_s` as it empties (`fill`: the bucket's level, 0..1). With tokens to
-    spare an append costs nothing anyone waits for; with none, every request saved is a token
-    for bytes, and requests wait for tokens anyway. Stretched only while other uploads are on
-    their way (`company`: how many could still finish): a file alone has nobody to wait for."""
+    """How long a new batch for `page` waits for company: `base_s` while Notion's request budget
+    is full, stretched toward `max_s` as it empties (`fill`: the bucket's level, 0..1). With
+    tokens to spare an append costs nothing anyone waits for; with none, every request saved is
+    a token for bytes, and requests wait for tokens anyway. `company(page)` counts the uploads
+    that could still join; with none, the batch goes at once: a file alone has nobody to wait
+    for (and a client that uploads one file at a time gets its answer to the last byte only
+    after the append, so its next file cannot come either)."""
     base_s: float
     max_s: float = 0.0
     fill: Callable[[], float] | None = None
-    company: Callable[[], int] | None = None
+    company: Callable[[str], int] | None = None
 
-    def seconds(self) -> float:
-        if self.base_s <= 0 or self.fill is None or self.max_s <= self.base_s:
-            return self.base_s
-        if self.company is not None and self.company() <= 0:
+    def seconds(self, page: str = "") -> float:
+        if self.base_s <= 0:
+            return 0.0
+        if self.company is not None and self.company(page) <= 0:
+            return 0.0
+        if self.fill is None or self.max_s <= self.base_s:
             return self.base_s
         empty = 1.0 - min(1.0, max(0.0, self.fill()))
         return self.base_s + empty * (self.max_s - self.base_s)
@@ -76,10 +80,18 @@ class AppendBatcher:
         self.window = window
         self.send = send
         self._open: dict[str, AppendBatch] = {}  # page → the batch still taking children
+        self.holding: set[str] = set()  # the uploads whose append is in a batch, open or leaving
         self.batches_sent = 0
 
     async def append(self, s: UploadSession, page: str, child: dict[str, Any]) -> dict[str, Any] | None:
         """Append `child` to `page` with whatever else goes there now; the block it became."""
+        self.holding.add(s.id)
+        try:
+            return await self._append(s, page, child)
+        finally:
+            self.holding.discard(s.id)
+
+    async def _append(self, s: UploadSession, page: str, child: dict[str, Any]) -> dict[str, Any] | None:
         if self.window.base_s <= 0:
             return (await self.send(AppendBatch(page, [s], [child])))[0]
         batch = self._open.get(page)
@@ -103,7 +115,7 @@ class AppendBatcher:
 
     async def _flush_later(self, batch: AppendBatch) -> None:
         assert batch.done is not None
-        waits = {asyncio.ensure_future(self.clock.sleep(self.window.seconds())),
+        waits = {asyncio.ensure_future(self.clock.sleep(self.window.seconds(batch.page))),
                  asyncio.ensure_future(batch.full.wait())}
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:

@@ -30,7 +30,7 @@ from engine.upload.pipeline import PartPipeline
 from engine.upload.records import RecordSaver
 from engine.upload.registry import Registry
 from engine.upload.scheduler import PartScheduler
-from engine.upload.session import CREATED, RECEIVING, UploadSession
+from engine.upload.session import CREATED, FINALIZING, RECEIVING, UploadSession
 
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -108,9 +108,15 @@ class UploadService:
         """Body bytes clients sent (read at scrape time by /metrics)."""
         return self.intake.bytes_received_total(list(self.live.values()))
 
-    def _on_their_way(self) -> int:
-        """Uploads that may still finish and join an append batch."""
-        return sum(1 for s in self.live.values() if s.state in (CREATED, RECEIVING))
+    def _on_their_way(self, page: str) -> int:
+        """Uploads that may still finish and join an append batch for `page`: those still
+        receiving or finishing and not yet in a batch (and any being created: their
+        destination is not known yet)."""
+        holding = self.pipeline.finisher.batcher.holding
+        return self.creating + sum(
+            1 for s in self.live.values()
+            if not s.record.data_source_id and (s.record.page_id or "") == page
+            and (s.state in (CREATED, RECEIVING) or (s.state == FINALIZING and s.id not in holding)))
 
     # --- what the handlers call --------------------------------------------------------------
 
