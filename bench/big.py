@@ -81,6 +81,10 @@ def measure_protocol(protocol: str, payload: Payload, work: Path, logs: Path,
     return doc
 
 
+def _mib(n: int | None) -> str:
+    return "—" if n is None else f"{n / MiB:.0f} MiB"
+
+
 def procs_usage_json(usage: procs.Usage) -> dict[str, Any]:
     return {"peak_rss_bytes": usage.peak_rss_bytes, "sampled_peak_rss_bytes": usage.sampled_peak_rss_bytes,
             "hwm_rss_bytes": usage.hwm_rss_bytes, "idle_rss_bytes": usage.idle_rss_bytes,
@@ -95,7 +99,9 @@ def notion_json(stats: dict[str, Any], run: ClientRun) -> dict[str, Any]:
     once = sum((by_endpoint.get("users_me") or {}).values())
     return {"requests": by_endpoint, "requests_total": stats.get("requests_total"), "requests_needed": needed,
             "extra_requests": (stats.get("requests_total") or 0) - needed - once,
-            "received_429": answered_429, "bucket_429": stats.get("rate_limited")}
+            "received_429": answered_429, "bucket_429": stats.get("rate_limited"),
+            # The emulator's own lag: bytes its complete still had to hash (Notion's is not ours).
+            "emulator_hashed_at_complete_bytes": stats.get("digest_bytes_at_complete")}
 
 
 def timing_json(run: ClientRun, rate_limit: str, budget: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +265,10 @@ def markdown_report(doc: dict[str, Any]) -> str:
                          f"{_f(tail['finishing_s'])} s complete and append; every part in Notion after "
                          f"{_f(t['parts_in_notion_s'], '.1f')} s = {_f(t['parts_over_floor'])}× the floor for create "
                          f"+ parts ({_f(t['parts_floor_s'], '.1f')} s); Notion requests "
-                         f"{p['notion']['requests_total']} (needed {p['notion']['requests_needed']}).")
+                         f"{p['notion']['requests_total']} (needed {p['notion']['requests_needed']}); the relay's "
+                         f"own floor (its bucket keeps a headroom) {_f(t['relay_budget_floor_s'], '.1f')} s; the "
+                         f"emulator's complete hashed {_mib(p['notion'].get('emulator_hashed_at_complete_bytes'))} "
+                         f"it was behind on.")
     lines += [f"- {VERDICT[c['pass']]} {c['name']}: {c['value']}" for c in doc["checks"]]
     if doc["errors"]:
         lines.append(f"- ❌ {len(doc['errors'])} error(s); see results-big.json.")

@@ -8,6 +8,7 @@ directory is refused (exit 1).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -35,7 +36,12 @@ SHUTDOWN_GRACE_S = 2.0
 async def serve(config: EmulatorConfig) -> None:
     emu = Emulator(config)
     app = make_app(emu)
-    if not config.access_log:
+    if config.access_log:
+        # Nothing else configures logging in the emulator: without a handler Tornado's
+        # INFO lines (every 2xx) would go nowhere.
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S")
+    else:
         # Tornado logs every 4xx/5xx as a warning; under a benchmark's 429s and injected
         # faults that is thousands of lines. /_emulator/stats has the counts instead.
         app.settings["log_function"] = lambda handler: None

@@ -66,7 +66,7 @@ class ControlHandler(tornado.web.RequestHandler):
             "content_length": upload.content_length,
             "number_of_parts": 1 if single else upload.total_parts,
             "parts": {
-                str(n): {"size": p.size, "sends": p.sends, "sha256": p.sha256}
+                str(n): {"size": p.size, "sends": p.sends, "sha256": p.sha256 or None}
                 for n, p in sorted(upload.parts.items())
             },
             "attached_to": list(upload.attached_to),
@@ -136,6 +136,8 @@ class StatsHandler(ControlHandler):
                 "faults_injected": dict(emu.faults.injected),
                 "uploads": by_status,
                 "outage_remaining_s": round(emu.outage.remaining_s(), 3),
+                # bytes complete had to hash before answering (the running digest was behind)
+                "digest_bytes_at_complete": emu.store.digest_bytes_at_complete,
                 # tokens left per integration, keyed by bot id (never by the token itself)
                 "rate_limit_tokens": {
                     objects.bot_id(t): left for t, left in emu.limiter.snapshot().items()

@@ -64,12 +64,13 @@ class FormStream:
         file_field: str,
         open_sink: Callable[[], BinaryIO | None],
         max_file_bytes: int,
+        hash_file: bool = True,
     ) -> None:
         self._file_field = file_field
         self._open_sink = open_sink
         self._max_file_bytes = max_file_bytes
         self._sink: BinaryIO | None = None
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hash_file else None
         self._part: _Part | None = None
         self._header_field = bytearray()
         self._header_value = bytearray()
@@ -163,7 +164,8 @@ class FormStream:
             before = self.file.size
             self.file.size += len(view)
             if self.file.size <= self._max_file_bytes:
-                self._hash.update(view)
+                if self._hash is not None:
+                    self._hash.update(view)
                 if self._sink is not None:
                     self._sink.write(view)
             elif before <= self._max_file_bytes and self._sink is not None:
@@ -180,7 +182,7 @@ class FormStream:
         assert part is not None and part.name is not None
         if part.is_file:
             assert self.file is not None
-            self.file.sha256 = self._hash.hexdigest()
+            self.file.sha256 = self._hash.hexdigest() if self._hash is not None else ""
             self.close()
         else:
             self.fields[part.name] = part.text.decode("utf-8", "replace")

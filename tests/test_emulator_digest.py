@@ -384,3 +384,24 @@ def test_complete_after_every_part_was_hashed_hashes_nothing(tmp_path: Path) -> 
         assert record["sha256"] == sha(parts[1], parts[2], parts[3])
         assert record["size"] == sum(map(len, parts.values())) == r.json()["content_length"]
 
+
+
+def test_deleted_files_leave_at_once_and_a_crash_midway_is_tidied_at_start(tmp_path: Path) -> None:
+    """delete_files renames the directory away before its (slow) removal in a thread; a
+    directory left renamed by a crash is removed when the store opens again."""
+
+    async def scenario(store: UploadStore) -> Path:
+        upload = new_upload(store, 2)
+        put(store, upload, 1, pattern(1, PART_MIN_BYTES))
+        await settle(store, upload)
+        store.delete_files(upload)
+        assert upload.files_deleted and not store.dir_for(upload.id).exists()
+        return store.root
+
+    root = run(tmp_path, scenario)
+    leftover = root / ".deleting-0123456789abcdef"
+    leftover.mkdir(exist_ok=True)
+    (leftover / "part-000001.1").write_bytes(b"x")
+    new_store(tmp_path).close()
+    assert not leftover.exists()
+    assert not [p for p in root.iterdir() if p.name.startswith(".deleting-")]

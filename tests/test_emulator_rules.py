@@ -519,6 +519,7 @@ def test_discard_files_keeps_the_record_but_not_the_bytes(tmp_path: Path) -> Non
         assert client.complete(upload_id).status_code == 200
         record = process.upload(upload_id)
         assert record["sha256"] == hashlib.sha256(b"abc").hexdigest() and record["files_deleted"]
+        assert record["parts"]["1"]["sha256"] is None  # not hashed twice: nobody inspects parts here
         assert not (process.data_dir / "uploads" / upload_id).exists()
         single_id = single(client)
         assert client.send(single_id, b"xyz").status_code == 200
