@@ -75,9 +75,10 @@ def measure_protocol(protocol: str, payload: Payload, work: Path, logs: Path,
             return doc
         stats = stack.emulator.stats()
     assert meter.usage is not None
+    notion = notion_json(stats, run)
     doc.update(ok=True, client=run.json(), usage=procs_usage_json(meter.usage),
-               cpu=relay_cpu(meter.usage).json(payload.size_bytes), relay_budget=budget,
-               notion=notion_json(stats, run), timing=timing_json(run, args.rate_limit, budget))
+               cpu=relay_cpu(meter.usage).json(payload.size_bytes), relay_budget=budget, notion=notion,
+               timing=timing_json(run, args.rate_limit, budget, notion["users_me_requests"]))
     return doc
 
 
@@ -98,18 +99,19 @@ def notion_json(stats: dict[str, Any], run: ClientRun) -> dict[str, Any]:
     # The workspace's limits (users/me) are asked once per process, for the first upload.
     once = sum((by_endpoint.get("users_me") or {}).values())
     return {"requests": by_endpoint, "requests_total": stats.get("requests_total"), "requests_needed": needed,
-            "extra_requests": (stats.get("requests_total") or 0) - needed - once,
+            "extra_requests": (stats.get("requests_total") or 0) - needed - once, "users_me_requests": once,
             "received_429": answered_429, "bucket_429": stats.get("rate_limited"),
             # The emulator's own lag: bytes its complete still had to hash (Notion's is not ours).
             "emulator_hashed_at_complete_bytes": stats.get("digest_bytes_at_complete")}
 
 
-def timing_json(run: ClientRun, rate_limit: str, budget: dict[str, Any]) -> dict[str, Any]:
+def timing_json(run: ClientRun, rate_limit: str, budget: dict[str, Any], once: int = 0) -> dict[str, Any]:
     needed = run.total_parts + (3 if run.total_parts > 1 else 2)
     floor = budget_floor_s(needed, rate_limit)
-    # The relay keeps 5% of the bucket as headroom (engine/budget.py): its own floor is a little higher.
+    # The relay keeps 5% of the bucket as headroom (engine/budget.py) and asks the workspace's
+    # limits once (`once`): its own floor is a little higher.
     capacity, per_s = budget.get("capacity"), budget.get("per_second")
-    own_floor = max(0.0, needed - capacity) / per_s if capacity is not None and per_s else None
+    own_floor = max(0.0, needed + once - capacity) / per_s if capacity is not None and per_s else None
     # Until every part is in Notion, against the floor for create + parts: the same comparison
     # without complete and append, whose time at the emulator (complete hashes the whole file)
     # says nothing about the relay.
