@@ -147,12 +147,11 @@ class Relay:
         scheduler = PartScheduler(limit=lambda: limiter.workers)
         self.scheduler = scheduler
         self.limiter = limiter
-        # Reads from clients (and part sends) are paced while the CPU quota runs out, so the loop
+        # Reads from clients are paced while the CPU quota runs out, so the loop
         # stays responsive (health, new requests); the intake asks it for every body chunk:
         # pacer.take(n). It only ever engages when the CPU, not Notion's budget, is what binds.
         pacer = IntakePacer(self.clock, lambda: limiter.last.cpu_limit_cores if limiter.last else 1.0,
                             throttling=read_cpu_throttling)
-        notion.send_speed = lambda: pacer.send_speed(sends=limiter.workers)
         self.pacer = pacer
 
         def upload_outcome(event: str, fields: dict[str, Any]) -> None:

@@ -73,10 +73,6 @@ class NotionClient:
         self._token = token
         self._version = version
         self.timeouts = timeouts
-        # Set by server.py (IntakePacer.send_speed): bytes/s a part send may go at, None = as
-        # fast as it can. A part sent at full speed to a near server spends tens of ms of CPU
-        # at once, which on a fifth of a CPU uses up the quota and freezes the process.
-        self.send_speed: Callable[[], int | None] | None = None
 
     # --- the API -------------------------------------------------------------------------
 
@@ -191,9 +187,6 @@ class NotionClient:
                 mime = form(curl)
                 keep.append(mime)  # the tree must outlive the transfer
                 curl.setopt(pycurl.MIMEPOST, mime)
-                speed = self.send_speed() if self.send_speed is not None else None
-                if speed:
-                    curl.setopt(pycurl.MAX_SEND_SPEED_LARGE, speed)
 
         request = HTTPRequest(
             self._base + path,

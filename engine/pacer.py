@@ -30,9 +30,10 @@ class IntakePacer:
     Without either, below `low`, the pace rises toward the target again (by `rise` per window at
     most), and is lifted once far above what clients send for `lift_after` windows in a row.
     A pause is an awaitable returned to `data_received`, i.e. the client's socket is not read
-    meanwhile (Tornado's flow control), so nothing piles up in memory. While paced, part sends
-    go no faster than the pace either (`send_speed`): a 20 MiB part sent at full speed to a
-    near server would use up a period's quota by itself.
+    meanwhile (Tornado's flow control), so nothing piles up in memory. Part sends are not
+    capped: libcurl's own cap (CURLOPT_MAX_SEND_SPEED_LARGE) left concurrent sends on the multi
+    handle waiting for its connect timeout (30 s) once their body was out (libcurl 8.23, seen
+    in bench small's short form), and a cap that hangs sends costs more than the bursts it evens.
 
     The pace never falls below `min_rate`, so uploads always move.
 
@@ -132,11 +133,6 @@ class IntakePacer:
         if counters is None or before is None or counters[0] <= before[0]:
             return None
         return (counters[1] - before[1]) / (counters[0] - before[0])
-
-    def send_speed(self, sends: int = 1) -> int | None:
-        """Bytes/s each of `sends` concurrent part sends may go at: their share of the pace
-        while paced (the bytes read go out again at the same pace), else None (unlimited)."""
-        return None if self.rate is None else int(max(self.rate, self.min_rate) / max(1, sends))
 
     def snapshot(self) -> dict[str, Any]:
         return {"paced": self.rate is not None,

@@ -50,7 +50,6 @@ def test_not_paced_while_the_cpu_has_room(dyno):
     assert pacer.rate is None and pacer.take(10 * MIB) is None
     assert pacer.snapshot() == {"paced": False, "rate_mib_per_s": None, "cpu_share": 0.5,
                                 "throttled_share": None, "paced_windows": 0}
-    assert pacer.send_speed() is None
 
 
 def test_a_saturated_quota_paces_intake_to_the_target_share(dyno):
@@ -158,8 +157,6 @@ def test_a_quota_used_up_within_periods_paces_even_when_the_average_has_room():
     quota.window(5, 2)  # the same average, but bursts froze the process in 2 of 5 periods
     window(pacer, clock, cpu, cores_used=0.13, mib_per_s=30)
     assert pacer.rate == pytest.approx(30 * MIB * 0.6) and pacer.throttled_share == pytest.approx(0.4)
-    assert pacer.send_speed() == int(pacer.rate)  # part sends are spread out too,
-    assert pacer.send_speed(sends=3) == int(pacer.rate / 3)  # sharing the pace
     quota.window(5, 4)  # frozen in most periods: a deep cut, from what was taken
     window(pacer, clock, cpu, cores_used=0.11, mib_per_s=20)
     assert pacer.rate == pytest.approx(30 * MIB * 0.6 * 0.3)  # from the pace, below what was taken
