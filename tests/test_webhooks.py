@@ -214,6 +214,7 @@ async def test_failures_are_retried_with_backoff_under_the_same_id(store, receiv
     h.dispatcher.start()
     try:
         await until(lambda: receiver.accepted(), what="delivery after 3 failures")
+        await until(lambda: len(h.events) == 4, what="the delivery told")  # after the receiver's answer
         assert [d.id for d in receiver.deliveries] == [ev.id] * 4
         assert all(d.verified and d.reference_verified for d in receiver.deliveries)
         assert len({d.body for d in receiver.deliveries}) == 1  # the same bytes every time
@@ -305,6 +306,8 @@ async def test_claims_of_a_dead_instance_are_delivered_by_another_after_the_leas
     h.dispatcher.start()
     try:
         await until(lambda: len(receiver.accepted()) == 3, what="deliveries after the lease")
+        # The receiver has the bytes before the dispatcher has read its answer and told of it.
+        await until(lambda: len(h.events) == 3, what="each delivery told")
         assert time.monotonic() - started >= 0.8  # not before the lease ended
         assert all(d.verified for d in receiver.deliveries)
         assert [e[1]["attempt"] for e in h.events] == [2, 2, 2]  # the dead instance's try counted
