@@ -19,7 +19,7 @@ import pytest
 from bench import cgroup as cg
 from bench import dyno
 from bench.payload import MiB
-from harness.processes import ROOT
+from tests.support.benchrun import run_bench
 
 SMOKE_ARGS = ["--clients", "4", "--sizes", "2M,6M,12M,21M", "--fault-rate", "0.3", "--fault-seconds", "3",
               "--read-timeout", "3", "--connection-timeout", "2", "--idle-s", "1", "--deadline", "30"]
@@ -92,9 +92,7 @@ def test_a_wrapped_process_is_inside_the_group_which_is_removed_afterwards() -> 
 
 
 def test_bench_dyno_runs_end_to_end_in_short_form(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "bench", "dyno", *SMOKE_ARGS,
-                          "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=58)
+    run = run_bench(["dyno", *SMOKE_ARGS, "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)], timeout_s=58)
     assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
     doc = json.loads((tmp_path / "results-dyno.json").read_text())
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from bench import faults
-from harness.processes import ROOT
+from tests.support.benchrun import run_bench
 
 SMOKE_ARGS = ["--clients", "3", "--sizes", "6M,21M,12M", "--fault-rate", "0.3", "--outage-s", "6",
               "--outage-at", "0.2", "--outage-clients", "3", "--idle-s", "0.5", "--deadline", "60"]
@@ -36,9 +34,8 @@ def test_each_run_gets_its_own_faults() -> None:
 
 
 def test_bench_faults_runs_end_to_end_in_short_form(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "bench", "faults", *SMOKE_ARGS,
-                          "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)],
-                         cwd=ROOT, env={**os.environ, **SMOKE_ENV}, capture_output=True, text=True, timeout=170)
+    run = run_bench(["faults", *SMOKE_ARGS, "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)],
+                    timeout_s=170, env={**os.environ, **SMOKE_ENV})
     assert run.returncode == 0, f"stdout:\n{run.stdout[-6000:]}\nstderr:\n{run.stderr[-4000:]}"
     doc = json.loads((tmp_path / "results-faults.json").read_text())
     assert doc["errors"] == []

@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench import memory
 from bench.payload import MiB, make_payload, parse_size
-from harness.processes import ROOT
+from tests.support.benchrun import run_bench
 
 # 8 MiB goes to Notion as one single_part send, 24 MiB as multi_part (parts of 20 and 4 MiB): both paths.
 SMOKE_SIZES = "8M,24M"
@@ -37,11 +36,8 @@ def test_a_wrong_sha256_fails_loudly(tmp_path: Path) -> None:
 
 
 def test_bench_memory_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "memory", "--sizes", SMOKE_SIZES, "--repeat", "1",
-         "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=55,
-    )
+    run = run_bench(["memory", "--sizes", SMOKE_SIZES, "--repeat", "1",
+                     "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)], timeout_s=55)
     assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
     doc = json.loads((tmp_path / "results.json").read_text())
     assert [s["label"] for s in doc["sizes"]] == ["8M", "24M"]
@@ -60,8 +56,7 @@ def test_bench_memory_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
 # --- issue 16's benchmarks in short form: they ran, every upload verified, the report is whole ---
 
 def _bench(name: str, tmp_path: Path, *args: str, timeout_s: float = 55) -> dict:
-    run = subprocess.run([sys.executable, "-m", "bench", name, *args, "--out-dir", str(tmp_path),
-                          "--work-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    run = run_bench([name, *args, "--out-dir", str(tmp_path), "--work-dir", str(tmp_path)], timeout_s=timeout_s)
     assert run.returncode == 0, f"stdout:\n{run.stdout[-6000:]}\nstderr:\n{run.stderr[-6000:]}"
     doc = json.loads((tmp_path / f"results-{name}.json").read_text())
     assert doc["errors"] == [] and doc["host"]["cpus"]
@@ -119,3 +114,22 @@ def test_bench_partsize_runs_the_dyno_per_part_size_in_short_form(tmp_path: Path
         assert r["verified"] == r["clients"] == 2 and r["budget_drained_at_start"]
         assert r["sends"] >= r["sends_needed"] > 0 and r["spool_peak_bytes"] > 0
     assert doc["runs"][0]["sends_needed"] > doc["runs"][1]["sends_needed"]
+
+
+def test_a_bench_past_its_time_leaves_no_process_behind(tmp_path: Path) -> None:
+    """A short form that overruns must not leave its relay, emulator and redis-server loading
+    every later test: the whole process group goes."""
+    import psutil
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            if str(tmp_path) in " ".join(p.info["cmdline"] or []):
+                found.append(p)
+        return found
+
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_bench(["small", "--files", "40", "--clients", "2", "--max-size", "1M", "--out-dir", str(tmp_path),
+                   "--work-dir", str(tmp_path)], timeout_s=6)
+    assert (tmp_path / "out" / "small" / "small-on.log").exists()  # it had started its relay
+    assert ours() == []
