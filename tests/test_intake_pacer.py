@@ -77,7 +77,7 @@ def test_the_pace_holds_in_the_band_falls_above_it_and_is_lifted_below(dyno):
     window(pacer, clock, cpu, cores_used=0.19, mib_per_s=42)  # still too much: slower
     assert pacer.rate == pytest.approx(42 * MIB * 0.7 / 0.95)
     window(pacer, clock, cpu, cores_used=0.1, mib_per_s=31)  # 50%: room again, toward the target
-    assert pacer.rate == pytest.approx(42 * MIB * 0.7 / 0.95 * 1.15)  # slowly: 15% per window
+    assert pacer.rate == pytest.approx(42 * MIB * 0.7 / 0.95 * 1.3)  # by 30% per window at most
     rates = []
     for _ in range(20):
         window(pacer, clock, cpu, cores_used=0.04, mib_per_s=5)  # clients slowed down themselves
@@ -156,10 +156,10 @@ def test_a_quota_used_up_within_periods_paces_even_when_the_average_has_room():
     assert pacer.rate is None and pacer.throttled_share == pytest.approx(0.2)
     quota.window(5, 2)  # the same average, but bursts froze the process in 2 of 5 periods
     window(pacer, clock, cpu, cores_used=0.13, mib_per_s=30)
-    assert pacer.rate == pytest.approx(30 * MIB * 0.6) and pacer.throttled_share == pytest.approx(0.4)
+    assert pacer.rate == pytest.approx(30 * MIB * 0.9) and pacer.throttled_share == pytest.approx(0.4)
     quota.window(5, 4)  # frozen in most periods: a deep cut, from what was taken
     window(pacer, clock, cpu, cores_used=0.11, mib_per_s=20)
-    assert pacer.rate == pytest.approx(30 * MIB * 0.6 * 0.3)  # from the pace, below what was taken
+    assert pacer.rate == pytest.approx(30 * MIB * 0.9 * 0.6)  # from the pace, below what was taken
     quota.window(5, 0)  # not frozen any more, and the average is in the band: the pace holds
     held = pacer.rate
     window(pacer, clock, cpu, cores_used=0.13, mib_per_s=6)
