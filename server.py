@@ -74,6 +74,9 @@ BODY_CHUNK_BYTES = 256 * 1024
 # Spare curl handles beyond MAX_WORKERS part sends, so create/complete/attach never queue
 # inside CurlAsyncHTTPClient, where queued requests have no timeout (DESIGN.md quirks).
 CONTROL_CURL_HANDLES = 4
+# A Notion request's ticket in the shared budget outlives TOTAL_TIMEOUT by this much, for the
+# rare wait for a curl handle; one that outlives even that counts as answered when it expires.
+BUDGET_LEASE_SLACK_S = 60.0
 
 
 class Relay:
@@ -135,7 +138,9 @@ class Relay:
 
         for breaker in (notion_breaker, upload_breaker):
             breaker.on_change(lambda name, old, new: emit("CIRCUIT_BREAKER", **breaker_fields(name, old, new)))
-        budget = SharedRequestBudget(self.clock, *s.notion_rate_limit, redis=self.redis)
+        # A request lives at most its total timeout, plus its wait for one of libcurl's handles.
+        budget = SharedRequestBudget(self.clock, *s.notion_rate_limit, redis=self.redis,
+                                     lease_s=s.total_timeout_s + BUDGET_LEASE_SLACK_S)
         locks = UploadLocks(self.redis, self.instance_id(), s.lock_ttl_s)
         guard = NotionGuard(self.clock, notion_breaker, budget)
         limiter = AdaptiveLimiter(

@@ -453,7 +453,9 @@ def run_stack(data: RunData, work: Path, logs: Path) -> None:
         redis = EmbeddedRedis(work / "redis")
         redis.start()
         stack.callback(redis.stop)
-        emulator = EmulatorProcess(work / "emulator", ("--rate-limit", args.rate_limit, "--discard-files"),
+        # Sends count at their last byte: the later moment Notion might pick, the harder one for our pacing.
+        emulator = EmulatorProcess(work / "emulator",
+                                   ("--rate-limit", args.rate_limit, "--discard-files", "--count-sends-at-end"),
                                    log_path=logs / "emulator.log")
         stack.callback(emulator.stop)
         group = stack.enter_context(open_cgroup("relay-dyno", Limits(args.cpu, args.memory), args.cgroup))

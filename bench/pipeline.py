@@ -24,7 +24,6 @@ request waits for its token, so sending cannot start before receiving ends and c
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -44,6 +43,8 @@ from bench.payload import DEFAULT_PART_BYTES, MiB, Payload, make_payload, parse_
 from bench.relayclient import send_file, verify_in_emulator
 from bench.report import write_results
 from bench.stack import NOTION_RATE_LIMIT, relay_cpu, relay_stack
+from engine.budget import RequestBudget, Ticket
+from engine.clock import SystemClock
 from engine.upload.partplan import plan_parts
 from harness.emulator import EmulatorProcess
 
@@ -62,37 +63,35 @@ def rate_of(budget: str) -> tuple[int, float]:
 
 
 class Bucket:
-    """The relay's request budget (engine/budget.py RequestBudget), blocking: the same capacity
-    (5% headroom, at least one request) and rate."""
+    """The relay's request budget (engine/budget.py RequestBudget), blocking: the same capacity,
+    rate and requests-in-flight rule."""
 
     def __init__(self, budget: str) -> None:
         count, window = rate_of(budget)
-        headroom = max(1, math.ceil(0.05 * count)) if count > 1 else 0
-        self.capacity = float(count - headroom)
-        self.rate = count / window
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
+        self.budget = RequestBudget(SystemClock(), count, window)
+        self.capacity = self.budget.capacity
 
-    def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            time.sleep((1 - self.tokens) / self.rate)
+    def take(self) -> Ticket:
+        while (ticket := self.budget.try_take()) is None:
+            time.sleep(self.budget.wait_s())
+        return ticket
+
+    def settle(self, ticket: Ticket) -> None:
+        self.budget.settle(ticket, answered=True)
 
     def pause(self, seconds: float) -> None:
+        self.budget.pause(seconds)
         time.sleep(seconds)
-        self.tokens, self.stamp = 0.0, time.monotonic()
 
 
 def paced(bucket: Bucket, call: Any, what: str) -> Response:
     """One Notion request under the bucket; a 429 is waited out (Retry-After) and tried again."""
     for _ in range(RATE_LIMIT_WAITS):
-        bucket.take()
-        answer = call()
+        ticket = bucket.take()
+        try:
+            answer = call()
+        finally:
+            bucket.settle(ticket)
         if answer.status != 429:
             if answer.status != 200:
                 raise HttpError(f"{what}: HTTP {answer.status}: {answer.body[:300]!r}")

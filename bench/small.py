@@ -161,7 +161,8 @@ def measure_mode(mode: str, files: Sequence[Payload], work: Path, logs: Path,
     if mode == "on" and args.window_ms is not None:
         relay_env[BATCH_SETTING] = str(args.window_ms)
     doc: dict[str, Any] = {"mode": mode, "relay_env": relay_env, "ok": False}
-    emulator_args = ["--rate-limit", args.rate_limit, "--discard-files"]
+    # Sends count at their last byte: the later moment Notion might pick, the harder one for our pacing.
+    emulator_args = ["--rate-limit", args.rate_limit, "--discard-files", "--count-sends-at-end"]
     print(f"  batching {mode}: {len(files)} files, {args.clients} clients …", flush=True)
     with relay_stack(work, logs, emulator_args=emulator_args, relay_env=relay_env, cgroup=args.cgroup,
                      name=f"small-{mode}") as stack:

@@ -123,7 +123,7 @@ class SendHandler(ApiHandler):
         # connection closed in the middle of its upload. Only a body that is too big to be
         # worth reading is refused at once (Tornado then closes the connection).
         try:
-            self.gate()
+            self.gate(count=not self.emu.config.count_sends_at_end)
         except NotionError as e:
             if self.request.method != "POST" or too_big:
                 self.close_after_answer = True
@@ -193,6 +193,8 @@ class SendHandler(ApiHandler):
         plan = self.emu.faults.plan
         if self.deferred is not None:
             raise self.deferred
+        if self.emu.config.count_sends_at_end:
+            self.count_request()
         if self.fault in STATUS_KINDS:
             raise errors.for_status(int(self.fault), plan.retry_after_s, plan.rate_limit_reason)
         if self.fault == "stall":

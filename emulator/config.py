@@ -52,6 +52,7 @@ class EmulatorConfig:
     access_log: bool = False
     max_file_bytes_override: int | None = None
     discard_files: bool = False
+    count_sends_at_end: bool = False
     port_file: Path | None = None
 
     @property
@@ -117,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete an upload's bytes once its size and sha256 are recorded (long benchmarks)",
     )
     p.add_argument(
+        "--count-sends-at-end",
+        action="store_true",
+        help="count a send against the rate limit once its body has arrived, not when its "
+        "headers do (Notion does not say when it counts; the later moment is the harder one "
+        "for a client's pacing)",
+    )
+    p.add_argument(
         "--access-log", action="store_true", help="log every request to stderr (Tornado format)"
     )
     return p
@@ -157,5 +165,6 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         access_log=ns.access_log,
         max_file_bytes_override=ns.max_file_bytes,
         discard_files=ns.discard_files,
+        count_sends_at_end=ns.count_sends_at_end,
         port_file=ns.port_file,
     )

@@ -145,7 +145,9 @@ class ApiHandler(tornado.web.RequestHandler):
 
     # --- the gate ------------------------------------------------------------------------
 
-    def gate(self) -> None:
+    def gate(self, count: bool = True) -> None:
+        """Notion's checks before an endpoint's work; `count` spends the token's rate limit
+        here (a send may count later: count_request)."""
         emu = self.emu
         if emu.outage.active():
             raise errors.for_status(emu.outage.status, retry_after_s=emu.outage.remaining_s())
@@ -169,7 +171,12 @@ class ApiHandler(tornado.web.RequestHandler):
             self.UNTIL_VERSION and version >= self.UNTIL_VERSION
         ):
             raise errors.invalid_request_url()
-        retry_after_s = emu.limiter.check(token)
+        if count:
+            self.count_request()
+
+    def count_request(self) -> None:
+        emu = self.emu
+        retry_after_s = emu.limiter.check(self.token)
         if retry_after_s:
             emu.stats.rate_limited += 1
             raise errors.rate_limited(retry_after_s)

@@ -23,6 +23,11 @@ class BreakerOpen(Failure):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__("connect", "Notion's circuit breaker is open", retry_after_s=retry_after_s)
 
+# Failures after which Notion cannot count the request any more: it answered, or nothing reached
+# it. After the others (a timeout, a broken connection, a junk answer from something in between)
+# the request may still be on its way to Notion.
+_ANSWERED = frozenset({"http", "connect"})
+
 # A 429 without Retry-After still needs a pause (NOTION_API.md: wait, then retry).
 DEFAULT_RATE_LIMIT_PAUSE_S = 1.0
 
@@ -45,7 +50,7 @@ class NotionGuard:
                 raise BreakerOpen(wait)
             await self.clock.sleep(wait)
         try:
-            await self.budget.take(deadline)
+            ticket = await self.budget.take(deadline)
         except OverBudget as over:
             self.breaker.release()  # not Notion's failure: nothing was sent
             raise Failure("connect", "Notion's request budget is used up for now", retry_after_s=over.wait_s) from None
@@ -55,11 +60,14 @@ class NotionGuard:
         try:
             result = await call()
         except Failure as failure:
+            self.budget.settle(ticket, answered=failure.kind in _ANSWERED)
             self._record(failure)
             raise
         except BaseException:
+            self.budget.settle(ticket, answered=False)
             self.breaker.release()
             raise
+        self.budget.settle(ticket, answered=True)
         self.breaker.record_success()
         return result
 

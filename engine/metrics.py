@@ -223,6 +223,9 @@ class _LiveCollector(Collector):
                           snap.get("tokens", 0))
         yield self._gauge("relay_request_budget_capacity", "Size of the Notion request budget's bucket",
                           snap.get("capacity", 0))
+        yield self._gauge("relay_request_budget_in_flight",
+                          "Notion requests not yet answered (they hold the bucket lower)",
+                          snap.get("in_flight", 0))
         yield self._gauge("relay_request_budget_paused_seconds", "Seconds left of a pause after a 429",
                           snap.get("paused_for_s", 0))
         yield CounterMetricFamily("relay_notion_rate_limited", "429 (and 529) answers from Notion",

@@ -80,7 +80,7 @@ class Stack:
         self.limiter.tick()
         self.store = SimpleNamespace(healthy=True, last_error=None, restoring=False, amnesia_count=0)
         self.breaker = CircuitBreaker("notion_api", self.clock, 3, 30.0, 3)
-        self.budget = RequestBudget(self.clock, 180, 60.0)  # Notion's rate: 171 tokens (5% headroom), 3/s
+        self.budget = RequestBudget(self.clock, 180, 60.0)  # Notion's rate: 179 tokens (one below Notion's), 3/s
         self.uploads = Uploads()
         self.fake_disk = FakeDisk(free)
         self.disk = SpoolDisk(__import__("pathlib").Path("/spool"), min_free_mb * MIB, self.clock,
@@ -221,7 +221,7 @@ def test_a_floor_of_zero_turns_the_disk_check_off_and_an_unreadable_disk_is_repo
 def test_a_budget_far_behind_refuses_uploads_that_would_wait_past_the_limit():
     s = Stack(free=10_000 * GIB)
     # 5 GiB uploads: 512 parts of 10 MiB + create, complete, attach = 515 requests for a new one,
-    # 514 once created. At 3/s with 171 in the bucket, 3000 s carry 9171 requests: 17 of them.
+    # 514 once created. At 3/s with 179 in the bucket, 3000 s carry 9179 requests: 17 of them.
     admitted = 0
     with pytest.raises(ServiceUnavailable) as info:
         for _ in range(30):
@@ -230,7 +230,7 @@ def test_a_budget_far_behind_refuses_uploads_that_would_wait_past_the_limit():
     assert admitted == 17
     error = info.value
     assert error.details["reason"] == BUDGET_BACKLOG
-    wait = (17 * 514 + 515 - 171) / 3
+    wait = (17 * 514 + 515 - 179) / 3
     assert error.details["budget_backlog_s"] == round(wait)
     assert error.retry_after_s == max(10, -(-(wait - 3000) // 1))
     assert "request budget is" in error.message and "1 hour" in error.message

@@ -1,12 +1,9 @@
 """Retry, breaker and budget arithmetic on a fake clock: no real sleeping."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from engine.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from engine.budget import RequestBudget
 from engine.clock import FakeClock
 from engine.notion import Failure
 from engine.retry import RetryPolicy
@@ -83,40 +80,3 @@ def test_a_success_resets_the_consecutive_failure_count():
     b.record_success()
     b.record_failure()
     assert b.state == CLOSED
-
-
-def test_budget_allows_a_burst_then_paces():
-    clock = FakeClock()
-    budget = RequestBudget(clock, requests=180, window_s=60)
-    assert budget.capacity == 171  # 5% headroom below Notion's own bucket
-    assert all(budget.try_take() for _ in range(171))
-    assert not budget.try_take()
-    assert budget.wait_s() == pytest.approx(1 / 3)
-    clock.advance(1 / 3)
-    assert budget.try_take() and not budget.try_take()
-
-
-def test_budget_pauses_everyone_on_429():
-    clock = FakeClock()
-    budget = RequestBudget(clock, requests=10, window_s=1)
-    assert budget.capacity == 9
-    budget.pause(5)
-    assert budget.wait_s() == pytest.approx(5)
-    clock.advance(5)
-    assert budget.try_take()
-
-
-def test_budget_take_waits_on_the_clock():
-    async def scenario():
-        clock = FakeClock()
-        budget = RequestBudget(clock, requests=1, window_s=10)
-        budget.try_take()
-        waiter = asyncio.ensure_future(budget.take())
-        await asyncio.sleep(0)
-        assert not waiter.done()
-        clock.advance(10)
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert waiter.done()
-
-    asyncio.run(scenario())

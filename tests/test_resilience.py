@@ -5,6 +5,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from harness.emulator import start_emulator
@@ -106,9 +107,12 @@ def test_admission_is_bounded_by_max_concurrent_uploads_and_queue(relay_factory,
     assert emulator.stats()["requests"]["users_me"] == {"200": 1}
 
 
-def test_the_request_budget_keeps_notion_from_ever_saying_429(tmp_path, redis_server):
-    """25 uploads against an emulator whose rate limit equals our budget, no injected 429s."""
-    emulator = start_emulator(tmp_path / "emulator", "--rate-limit", "20/5")
+@pytest.mark.parametrize("counted", ["at-headers", "at-end"])
+def test_the_request_budget_keeps_notion_from_ever_saying_429(tmp_path, redis_server, counted):
+    """25 uploads against an emulator whose rate limit equals our budget, no injected 429s,
+    whether the emulator counts a send when its headers or its last byte arrive."""
+    late = ("--count-sends-at-end",) if counted == "at-end" else ()
+    emulator = start_emulator(tmp_path / "emulator", "--rate-limit", "20/5", *late)
     relay = start_relay(tmp_path / "relay", emulator.url, redis_server.url, NOTION_RATE_LIMIT="20/5",
                         MAX_CONCURRENT_UPLOADS="30")
     try:

@@ -19,6 +19,8 @@ Quotas (engine/quotas.py: Quotas) and grants (engine/grants/scope.py: GrantUsage
   relay:grant:{gid}:uploads    uploads a grant created; until it can create no more, + 60 s
 Notion's request budget (engine/budget.py: SharedRequestBudget)
   relay:budget                 hash tokens, stamp, paused_until (Redis's clock); 1 h after last use
+  relay:budget:in-flight       zset request ticket → when it stops counting as in flight (Redis's
+                               clock); 1 h after last use (members leave when settled or expired)
 Webhooks (engine/webhooks/outbox.py: Outbox)
   relay:webhook:event:{id}     hash body, type, upload, created, attempts, last_status, last_error;
                                WEBHOOK_MAX_AGE + 1 h
@@ -115,6 +117,9 @@ def grant_uploads(grant_id: str) -> str:
 BUDGET = "relay:budget"
 """Hash tokens, stamp, paused_until (seconds on Redis's clock), shared by every instance using one
 Notion token; the bucket's script sets it to expire an hour after each use."""
+BUDGET_IN_FLIGHT = "relay:budget:in-flight"
+"""Zset request ticket → when it stops counting as in flight (Redis's clock), beside BUDGET; the
+same script removes members when settled or expired and sets the same expiry."""
 
 # --- webhooks --------------------------------------------------------------------------------
 
