@@ -31,7 +31,7 @@ from engine.disk import SpoolDisk
 from engine.embedded_redis import EmbeddedRedis
 from engine.grants import grant_access
 from engine.guard import NotionGuard
-from engine.limiter import AdaptiveLimiter, ResourceSampler, Thresholds, read_cpu_throttling
+from engine.limiter import AdaptiveLimiter, ResourceSampler, Thresholds, read_cgroup, read_cpu_throttling
 from engine.locks import UploadLocks
 from engine.logs import (
     EventLog,
@@ -77,6 +77,9 @@ CONTROL_CURL_HANDLES = 4
 # A Notion request's ticket in the shared budget outlives TOTAL_TIMEOUT by this much, for the
 # rare wait for a curl handle; one that outlives even that counts as answered when it expires.
 BUDGET_LEASE_SLACK_S = 60.0
+# Inside a memory-limited cgroup the spool's page cache counts against the limit: its bytes are
+# sent to disk as they arrive, 4 MiB at a time (engine/upload/spool.py says why).
+SPOOL_WRITEBACK_BYTES = 4 * 2**20
 
 
 class Relay:
@@ -186,7 +189,8 @@ class Relay:
             append_max_window_s=s.append_batch_max_window_ms / 1000,
             budget_fill=lambda: budget.tokens / budget.capacity,
             announce=state_events if self.webhooks is not None else None,
-            quotas=quotas if access.enabled else None, listeners=listeners))
+            quotas=quotas if access.enabled else None, listeners=listeners,
+            spool_writeback_bytes=SPOOL_WRITEBACK_BYTES if read_cgroup().memory_limit_bytes else 0))
         service.check_owners = access.enabled
         self.service = service
         self.looplag = LoopLagMonitor()

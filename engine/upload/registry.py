@@ -39,7 +39,8 @@ EXPIRY_ASK_EARLY_S = 60.0
 
 class Registry:
     def __init__(self, clock: Clock, store: Checkpoints, locks: Ownership, scheduler: PartScheduler,
-                 finisher: Finisher, saver: RecordSaver, spool_dir: Path, owner_idle_s: float, emit: Emit) -> None:
+                 finisher: Finisher, saver: RecordSaver, spool_dir: Path, owner_idle_s: float, emit: Emit,
+                 spool_writeback_bytes: int = 0) -> None:
         self.clock = clock
         self.store = store
         self.locks = locks
@@ -47,6 +48,7 @@ class Registry:
         self.finisher = finisher
         self.saver = saver
         self.spool_dir = spool_dir
+        self.spool_writeback_bytes = spool_writeback_bytes
         self.owner_idle_s = owner_idle_s
         self.emit = emit
         self.live: dict[str, UploadSession] = {}
@@ -54,7 +56,8 @@ class Registry:
 
     def session_for(self, record: UploadRecord, durable: set[int]) -> UploadSession:
         plan = PartPlan(size=record.size, part_size=record.part_size, number_of_parts=record.number_of_parts)
-        assembler = PartAssembler(self.spool_dir / record.id, plan, received=plan.durable_offset(durable))
+        assembler = PartAssembler(self.spool_dir / record.id, plan, received=plan.durable_offset(durable),
+                                  writeback_bytes=self.spool_writeback_bytes)
         session = UploadSession(record, plan, durable, assembler)
         session.last_activity = self.clock.monotonic()
         return session

@@ -60,6 +60,8 @@ class ServiceParts:
     budget_fill: Callable[[], float] | None = None
     listeners: list[Listener] = field(default_factory=list)
     announce: Announce | None = None  # webhook events for a record's state (engine/webhooks)
+    # Start writing spooled bytes to disk every this many (0: when the kernel likes; spool.py).
+    spool_writeback_bytes: int = 0
 
 
 class UploadService:
@@ -77,7 +79,7 @@ class UploadService:
         self.pipeline = PartPipeline(parts.clock, parts.notion, parts.guard, parts.store, parts.scheduler,
                                      parts.retry, finisher, self.saver, self.emit, self.spawn)
         self.registry = Registry(parts.clock, parts.store, parts.locks, parts.scheduler, finisher, self.saver,
-                                 parts.spool_dir, parts.owner_idle_s, self.emit)
+                                 parts.spool_dir, parts.owner_idle_s, self.emit, parts.spool_writeback_bytes)
         self.intake = Intake(parts.clock, self.pipeline, self.saver, self.emit, self.spawn)
         self.live = self.registry.live
         # Set by server.py: raises ServiceUnavailable when new uploads must wait (breaker, memory).
