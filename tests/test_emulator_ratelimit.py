@@ -119,3 +119,6 @@ def test_with_count_sends_at_end_a_send_counts_when_its_body_has_arrived(tmp_pat
         assert answer.status == 429 and answer.getheader("Retry-After", "").isdigit()
         assert json.loads(answer.read())["code"] == "rate_limited"
         assert emu.stats()["requests"]["send"] == {"429": 1}
+        # refused, the send changed nothing: the upload still waits for its file
+        upload = emu.upload(upload_id)
+        assert upload["status"] == "pending" and upload["sha256"] is None, upload
