@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.upload import spool as spool_module
+from engine.upload import diskwork
 from engine.upload.partplan import plan_parts
 from engine.upload.spool import PartAssembler, SpoolWriteError
 
@@ -79,37 +79,57 @@ def test_only_a_part_of_exactly_its_planned_length_may_be_sent(tmp_path: Path):
 def test_with_writeback_each_part_goes_to_disk_as_it_arrives(tmp_path: Path):
     """Under a memory-limited cgroup (server.py) the spool starts writeback every few MiB, one
     range after the other, so dirty pages never pile up in a half-written part."""
-    started: list[tuple[str, int, int]] = []
+    asked: list[tuple[str, str, int, int]] = []
     plan = plan_parts(20 * MIB, 10 * MIB)
     spool = PartAssembler(tmp_path, plan, writeback_bytes=4 * MIB,
-                          start_writeback=lambda path, offset, length: started.append((path.name, offset, length)))
+                          run_later=lambda work, path, *rest: asked.append((work.__name__, path.name, *rest)))
     chunk = b"z" * (MIB // 2)
     completed = [n for _ in range(40) for n in spool.write(chunk)]
     assert completed == [1, 2]
     # 4 MiB and 8 MiB into each part; the last 2 MiB of a part are left to the kernel
-    assert started == [("0001.part", 0, 4 * MIB), ("0001.part", 4 * MIB, 4 * MIB),
-                       ("0002.part", 0, 4 * MIB), ("0002.part", 4 * MIB, 4 * MIB)]
+    assert asked == [("advise_writeback", "0001.part", 0, 4 * MIB), ("advise_writeback", "0001.part", 4 * MIB, 4 * MIB),
+                     ("advise_writeback", "0002.part", 0, 4 * MIB), ("advise_writeback", "0002.part", 4 * MIB, 4 * MIB)]
     assert spool.part_path(1).stat().st_size == 10 * MIB
 
 
-def test_the_writeback_thread_asks_the_kernel_and_ignores_a_part_already_gone(
+def test_with_writeback_a_sent_part_is_removed_out_of_the_loop_under_another_name(tmp_path: Path):
+    later: list[tuple] = []
+    spool = PartAssembler(tmp_path, plan_parts(20 * MIB, 10 * MIB), writeback_bytes=4 * MIB,
+                          run_later=lambda work, *args: later.append((work, *args)))
+    for _ in range(20):
+        spool.write(b"z" * (MIB // 2))
+    later.clear()
+    spool.discard(1)
+    assert not spool.part_path(1).exists()
+    [(work, gone)] = later
+    assert work is diskwork.remove_file and gone.name.startswith("0001.part.sent-") and gone.exists()
+    spool.rewind(0)  # the client sends part 1 again: the new file is not the one being removed
+    spool.write(b"y" * MIB)
+    work(gone)
+    assert not gone.exists() and spool.part_path(1).stat().st_size == MIB
+    spool.discard(3)  # never written: nothing to remove
+    assert later == [(work, gone)]
+
+
+def test_the_disk_thread_asks_the_kernel_and_ignores_a_part_already_gone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     asked: list[tuple[int, int, int]] = []
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: asked.append((offset, length, advice)))
     part = tmp_path / "0001.part"
     part.write_bytes(b"z" * MIB)
-    spool_module._advise_writeback(part, 0, MIB)
-    spool_module._advise_writeback(tmp_path / "0002.part", 0, MIB)  # removed after its send: nothing
+    diskwork.advise_writeback(part, 0, MIB)
+    diskwork.advise_writeback(tmp_path / "0002.part", 0, MIB)  # removed after its send: nothing
     assert asked == [(0, MIB, os.POSIX_FADV_DONTNEED)]
     done = threading.Event()
-    monkeypatch.setattr(spool_module, "_advise_writeback", lambda *args: done.set())
-    spool_module.start_writeback_in_thread(part, 0, MIB)
-    assert done.wait(5)
+    diskwork.in_disk_thread(lambda path: (diskwork.remove_file(path), done.set()), part)
+    assert done.wait(5) and not part.exists()
 
 
 def test_without_writeback_the_spool_leaves_it_to_the_kernel(tmp_path: Path):
     spool = PartAssembler(tmp_path, plan_parts(20 * MIB, 10 * MIB),
-                          start_writeback=lambda *args: pytest.fail("no writeback asked for"))
+                          run_later=lambda *args: pytest.fail("nothing for the disk thread"))
     for _ in range(40):
         spool.write(b"z" * (MIB // 2))
     assert spool.received == 20 * MIB
+    spool.discard(1)
+    assert not spool.part_path(1).exists()

@@ -6,15 +6,17 @@ reads it itself when the part is sent.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from engine.upload.diskwork import RunLater, advise_writeback, in_disk_thread, remove_file
 from engine.upload.partplan import PartPlan
 
 _NEVER = 2**62
+_SENT_SUFFIX = ".sent-"
+_sent_names = itertools.count()
 
 
 class SpoolWriteError(OSError):
@@ -26,45 +28,19 @@ class SpoolWriteError(OSError):
         self.completed = completed
 
 
-def start_writeback_in_thread(path: Path, offset: int, length: int) -> None:
-    """Ask the kernel to write a range of a part file to disk, from a thread of its own: the
-    request itself can wait for the disk's queue (67 ms seen in bench dyno), which the event
-    loop must not. By path, not fd: the loop may have closed the fd by then."""
-    global _writeback_thread
-    if _writeback_thread is None:
-        _writeback_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writeback")
-    _writeback_thread.submit(_advise_writeback, path, offset, length)
-
-
-def _advise_writeback(path: Path, offset: int, length: int) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # sent and removed already
-    try:
-        # DONTNEED starts writeback of the dirty pages without waiting for it to finish.
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-_writeback_thread: ThreadPoolExecutor | None = None
-
-
 class PartAssembler:
     def __init__(self, directory: Path, plan: PartPlan, received: int = 0, writeback_bytes: int = 0,
-                 start_writeback: Callable[[Path, int, int], None] = start_writeback_in_thread) -> None:
+                 run_later: RunLater = in_disk_thread) -> None:
         self.directory = directory
         self.plan = plan
         self.received = received  # bytes on disk, contiguous from offset 0 of the file
         self._fd: int | None = None
         self._fd_part = 0
         self._fd_end = 0  # the file offset where the open part ends
-        # Start writing every `writeback_bytes` to disk as they arrive (0: leave it to the kernel).
+        # Start writing every `writeback_bytes` to disk as they arrive, and remove sent parts
+        # out of the loop (0: neither; leave it to the kernel). diskwork.py says why.
         self.writeback_bytes = writeback_bytes
-        self.start_writeback = start_writeback
+        self.run_later = run_later
         self._flush_at = _NEVER
         self._flushed = 0  # offset in the open part up to which writeback was started
 
@@ -161,7 +137,7 @@ class PartAssembler:
         25 parts of 20 MiB half-written, 450 MiB dirty). Started early, writeback keeps the
         dirty pages to a few MiB per upload."""
         upto = self.received - self.plan.part_start(self._fd_part)
-        self.start_writeback(self.part_path(self._fd_part), self._flushed, upto - self._flushed)
+        self.run_later(advise_writeback, self.part_path(self._fd_part), self._flushed, upto - self._flushed)
         self._flushed = upto
         self._flush_at = self.received + self.writeback_bytes
 
@@ -188,10 +164,17 @@ class PartAssembler:
     def discard(self, number: int) -> None:
         if self._fd is not None and self._fd_part == number:
             self._close_fd()
+        path = self.part_path(number)
         try:
-            self.part_path(number).unlink()
+            if not self.writeback_bytes:
+                path.unlink()
+                return
+            # Renamed first, so that a part written again under its name is never the one removed.
+            gone = path.with_name(f"{path.name}{_SENT_SUFFIX}{next(_sent_names)}")
+            path.rename(gone)
         except FileNotFoundError:
-            pass
+            return
+        self.run_later(remove_file, gone)
 
     def close(self) -> None:
         self._close_fd()
